@@ -1,0 +1,437 @@
+#!/usr/bin/env node
+// Benchmark driver: Caregraph (release, PostgreSQL + Redis, production settings) against the
+// Apollo peer, same machine, same load. Started by bench/run.sh, which ensures the services
+// and tools. Prints one markdown table per workload and appends JSON lines to
+// bench/results/results.jsonl.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const BIN = path.join(root, 'target/release/caregraph');
+
+function parseArgs(argv) {
+  const o = { patients: 100000, duration: 10, warmup: 3, rounds: 3, connections: 64, rate: 1000, logins: 20, smoke: false, peer: '../shared/peers/apollo', out: path.join(root, 'bench/results') };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => argv[++i];
+    if (a === '--smoke') o.smoke = true;
+    else if (a === '--patients') o.patients = Number(val());
+    else if (a === '--duration') o.duration = Number(val());
+    else if (a === '--warmup') o.warmup = Number(val());
+    else if (a === '--rounds') o.rounds = Number(val());
+    else if (a === '--connections') o.connections = Number(val());
+    else if (a === '--rate') o.rate = Number(val());
+    else if (a === '--peer') o.peer = val();
+    else if (a === '--out') o.out = val();
+    else if (a === '--help' || a === '-h') {
+      console.log(`usage: bench/run.sh [--patients N] [--duration S] [--warmup S] [--rounds R] [--connections C] [--rate RPS] [--smoke]
+  --patients     synthetic patients seeded into each Caregraph database (default 100000)
+  --duration     seconds per measured run (default 10); --warmup seconds before it (default 3)
+  --rounds       rounds per workload, servers alternating (default 3); tables show medians
+  --connections  closed-loop connections (default 64); --rate fixed offered rate (default 1000)
+  --smoke        tiny data and 2-second runs: proves the benchmark still works (CI)`);
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a} (see --help)`);
+  }
+  if (o.smoke) Object.assign(o, { patients: Math.min(o.patients, 1500), duration: 2, warmup: 1, rounds: 1, rate: 300 });
+  o.peer = path.resolve(root, o.peer);
+  return o;
+}
+
+const opt = parseArgs(process.argv.slice(2));
+const admin = process.env.TEST_DATABASE_URL;
+const redisUrl = process.env.TEST_REDIS_URL;
+if (!admin || !redisUrl) throw new Error('TEST_DATABASE_URL and TEST_REDIS_URL must be set (bench/run.sh does)');
+fs.mkdirSync(opt.out, { recursive: true });
+const log = (...a) => console.error('bench:', ...a);
+const children = [];
+process.on('exit', () => children.forEach((c) => { try { c.kill('SIGTERM'); } catch {} }));
+process.on('SIGINT', () => process.exit(130));
+
+// ---------- helpers ----------
+function dbUrl(name) {
+  const u = new URL(admin);
+  u.pathname = '/' + name;
+  return u.toString();
+}
+function psql(url, sql) {
+  const r = spawnSync('psql', [url, '-v', 'ON_ERROR_STOP=1', '-Atq', '-c', sql], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`psql failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
+function run(cmd, args, env = {}, { quiet = false } = {}) {
+  const r = spawnSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', quiet ? 'pipe' : 'inherit'], maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr ?? ''}`);
+  return r.stdout;
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN; };
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+
+function statFields(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on
+}
+/** CPU time of a process in µs (user + system). */
+function cpuUs(pid) {
+  try {
+    const f = statFields(pid);
+    return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
+  } catch { return 0; }
+}
+/** CPU time of the PostgreSQL server in µs: every live server process, plus what exited
+ * backends left in their postmaster's children totals (so connections that come and go
+ * during a run are neither lost nor counted negative). */
+function postgresCpuUs() {
+  const comm = (p) => { try { return fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim(); } catch { return ''; } };
+  let total = 0;
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p) || comm(p) !== 'postgres') continue;
+    try {
+      const f = statFields(p);
+      total += ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
+      if (comm(f[1]) !== 'postgres') total += ((Number(f[13]) + Number(f[14])) * 1e6) / CLK_TCK; // postmaster: reaped children
+    } catch {}
+  }
+  return total;
+}
+function memKb(pid, field) {
+  try {
+    const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`${field}:\\s+(\\d+)`));
+    return m ? Number(m[1]) : NaN;
+  } catch { return NaN; }
+}
+
+async function waitHttp(url, body, headers = {}, timeoutMs = 60000) {
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      const r = await fetch(url, { method: body ? 'POST' : 'GET', headers: { 'content-type': 'application/json', ...headers }, body });
+      if (r.ok) return;
+    } catch {}
+    if (Date.now() - t0 > timeoutMs) throw new Error(`${url} did not come up`);
+    await sleep(200);
+  }
+}
+
+async function gql(url, query, variables, token) {
+  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify({ query, variables }) });
+  const j = await r.json();
+  if (j.errors) throw new Error(`${query.slice(0, 40)}…: ${JSON.stringify(j.errors)}`);
+  return j.data;
+}
+
+/** Delete this run's Redis keys: a minimal RESP client (SCAN + DEL), no dependencies. */
+async function redisCleanup(prefix) {
+  const u = new URL(redisUrl);
+  const sock = net.connect(Number(u.port || 6379), u.hostname);
+  let buf = '';
+  sock.setEncoding('utf8');
+  const cmd = (...args) => new Promise((resolve) => {
+    buf = '';
+    const onData = (d) => { buf += d; if (complete(buf)) { sock.off('data', onData); resolve(buf); } };
+    sock.on('data', onData);
+    sock.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join(''));
+  });
+  const complete = (s) => { try { parse(s, 0); return true; } catch { return false; } };
+  function parse(s, i) {
+    const end = s.indexOf('\r\n', i); if (end < 0) throw 0;
+    const t = s[i], line = s.slice(i + 1, end);
+    if (t === '+' || t === '-' || t === ':') return [line, end + 2];
+    if (t === '$') { const n = Number(line); if (n < 0) return [null, end + 2]; if (s.length < end + 2 + n + 2) throw 0; return [s.substr(end + 2, n), end + 4 + n]; }
+    if (t === '*') { let j = end + 2; const out = []; for (let k = 0; k < Number(line); k++) { const [v, nj] = parse(s, j); out.push(v); j = nj; } return [out, j]; }
+    throw 0;
+  }
+  await new Promise((r) => sock.once('connect', r));
+  let cursor = '0', deleted = 0;
+  do {
+    const [[next, keys]] = parse(await cmd('SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', '1000'), 0);
+    cursor = next;
+    if (keys.length) { await cmd('DEL', ...keys); deleted += keys.length; }
+  } while (cursor !== '0');
+  sock.end();
+  return deleted;
+}
+
+// ---------- servers ----------
+function startCaregraph(name, port, env) {
+  const child = spawn(BIN, ['serve'], { env: { ...process.env, ...env, BIND_ADDR: `127.0.0.1:${port}`, RUST_LOG: 'warn' }, stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(child);
+  return { name, pid: child.pid, url: `http://127.0.0.1:${port}/graphql`, child };
+}
+
+function auditStats(env) {
+  const rows = run(BIN, ['audit', 'stats'], env, { quiet: true }).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const r = rows.find((x) => x.action === 'patient.read' && x.outcome === 'SUCCESS');
+  return r ? r.rows : 0;
+}
+function auditVerify(env) {
+  const r = spawnSync(BIN, ['audit', 'verify'], { env: { ...process.env, ...env }, encoding: 'utf8' });
+  return { ok: r.status === 0, text: r.stdout.trim() };
+}
+
+// ---------- load generators ----------
+const READ = 'query($id: ID!) { patient(id: $id) { id givenName familyName birthDate } }';
+
+function wrk(url, idsFile, token, seconds, connections) {
+  const out = run('wrk', ['-t2', `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '-s', path.join(root, 'bench/read.lua'), url], { BENCH_IDS: idsFile, BENCH_TOKEN: token }, { quiet: true });
+  const line = out.split('\n').find((l) => l.startsWith('WRKJSON '));
+  const j = JSON.parse(line.slice(8));
+  return { requests: j.requests, rps: j.requests / (j.duration_us / 1e6), ok: j.ok, errors: j.errors + j.socket_errors, p50: j.p50 / 1000, p90: j.p90 / 1000, p99: j.p99 / 1000, max: j.max / 1000 };
+}
+
+function ohaArgs(url, token, seconds, rate, bodiesFile, extra = []) {
+  return ['-z', `${seconds}s`, '-q', String(rate), '--latency-correction', '-c', String(Math.min(opt.connections, Math.max(4, Math.ceil(rate / 50)))), '--no-tui', '--output-format', 'json', '-m', 'POST', '-H', 'content-type: application/json', ...(token ? ['-H', `authorization: Bearer ${token}`] : []), '-Z', bodiesFile, ...extra, url];
+}
+function parseOha(stdout) {
+  const j = JSON.parse(stdout);
+  const codes = j.statusCodeDistribution ?? {};
+  // Requests cut off by the end of the run are not errors of the server.
+  const failures = Object.entries(j.errorDistribution ?? {}).filter(([k]) => !k.includes('deadline'));
+  const total = Object.values(codes).reduce((a, b) => a + b, 0) + failures.reduce((a, [, n]) => a + n, 0);
+  const okCount = codes['200'] ?? 0;
+  const p = j.latencyPercentiles ?? {};
+  return { requests: total, rps: j.summary.requestsPerSec, ok: okCount, errors: total - okCount, p50: p.p50 * 1000, p90: p.p90 * 1000, p95: p.p95 * 1000, p99: p.p99 * 1000, max: j.summary.slowest * 1000 };
+}
+function ohaAsync(args) {
+  return new Promise((resolve, reject) => {
+    const c = spawn('oha', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    c.stdout.on('data', (d) => { out += d; });
+    c.stderr.on('data', (d) => { err += d; });
+    c.on('close', (code) => (code === 0 ? resolve(parseOha(out)) : reject(new Error(`oha failed: ${err}`))));
+  });
+}
+
+// ---------- measurement ----------
+async function measure(server, pgServer, fn) {
+  const c0 = cpuUs(server.pid), p0 = pgServer ? postgresCpuUs() : 0;
+  const res = await fn();
+  const c1 = cpuUs(server.pid), p1 = pgServer ? postgresCpuUs() : 0;
+  const n = Math.max(1, res.requests);
+  return { ...res, cpuUsPerReq: (c1 - c0) / n, pgCpuUsPerReq: pgServer ? (p1 - p0) / n : NaN, peakRssMb: memKb(server.pid, 'VmHWM') / 1024 };
+}
+
+/** Run fn on Caregraph with the audit check around it. */
+async function measureAudited(server, env, fn, { allowance }) {
+  await sleep(500); // let the warm-up's last requests finish (and be audited) first
+  const before = auditStats(env);
+  const res = await measure(server, env.DATABASE_URL, fn);
+  await sleep(300);
+  const rows = auditStats(env) - before;
+  const verify = auditVerify(env);
+  // Requests in flight when the load generator stopped may have been answered (and
+  // audited) without being counted: up to one per connection.
+  const lost = rows < res.ok;
+  const extra = rows - res.ok;
+  const limit = typeof allowance === 'function' ? allowance() : allowance;
+  res.audit = { rows, successfulReads: res.ok, ok: !lost && extra <= limit && verify.ok, chain: verify.text };
+  if (!res.audit.ok) log(`AUDIT CHECK FAILED on ${server.name}: ${rows} patient.read rows for ${res.ok} successful reads; ${verify.text}`);
+  return res;
+}
+
+const results = [];
+const jsonl = path.join(opt.out, 'results.jsonl');
+const runId = new Date().toISOString();
+function record(workload, server, round, r) {
+  const line = { run: runId, workload, server, round, patients: opt.patients, ...r };
+  results.push(line);
+  fs.appendFileSync(jsonl, JSON.stringify(line) + '\n');
+}
+
+const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '–');
+function table(title, rows, ratioOf) {
+  const lines = [`\n### ${title}\n`, '| server | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU µs/req | PostgreSQL CPU µs/req | peak RSS MB | ratio | audit |', '|---|---|---|---|---|---|---|---|---|---|---|---|'];
+  for (const [name, runs] of rows) {
+    const m = (k) => median(runs.map((r) => r[k]));
+    const ratio = ratioOf && name !== ratioOf.base ? m('rps') / ratioOf.value : NaN;
+    const audit = runs.every((r) => !r.audit) ? '–' : runs.every((r) => r.audit?.ok) ? 'ok' : 'FAILED';
+    lines.push(`| ${name} | ${f(m('rps'), 0)} | ${f(m('p50'), 2)} | ${f(m('p90'), 2)} | ${f(m('p99'), 2)} | ${f(m('max'), 1)} | ${runs.reduce((a, r) => a + r.errors, 0)} | ${f(m('cpuUsPerReq'), 0)} | ${f(m('pgCpuUsPerReq'), 0)} | ${f(m('peakRssMb'), 0)} | ${Number.isFinite(ratio) ? f(ratio, 1) + '×' : ''} | ${audit} |`);
+  }
+  const text = lines.join('\n');
+  console.log(text);
+  return text;
+}
+
+// ---------- main ----------
+async function main() {
+  log(`${opt.patients} patients, ${opt.rounds} round(s) of ${opt.duration}s (+${opt.warmup}s warm-up), ${os.cpus().length} cores`);
+  const pgDb = 'cg_bench', peerDb = 'apollo_bench';
+  for (const d of [pgDb, peerDb]) {
+    psql(admin, `DROP DATABASE IF EXISTS ${d} WITH (FORCE)`);
+    psql(admin, `CREATE DATABASE ${d}`);
+  }
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'caregraph-bench-'));
+  const keysFile = path.join(work, 'keys.json');
+  run(BIN, ['keys', 'generate', '--out', keysFile], {}, { quiet: true });
+  const prefix = `cgbench:${process.pid}:`;
+  const pgEnv = { DATABASE_URL: dbUrl(pgDb), REDIS_URL: redisUrl, REDIS_KEY_PREFIX: prefix, CAREGRAPH_KEYS_FILE: keysFile, DATA_DIR: path.join(work, 'pg'), DATABASE_POOL_SIZE: '32' };
+  const sqliteEnv = { CAREGRAPH_KEYS_FILE: keysFile, DATA_DIR: path.join(work, 'sqlite') };
+
+  log('loading the peer schema');
+  const peerUrl = dbUrl(peerDb);
+  const r = spawnSync('psql', [peerUrl, '-v', 'ON_ERROR_STOP=1', '-q', '-f', path.join(opt.peer, 'schema.sql')], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error('loading the peer schema failed');
+  log('seeding Caregraph on PostgreSQL');
+  run(BIN, ['seed-demo', '--patients', String(opt.patients)], pgEnv);
+  log('seeding Caregraph on SQLite');
+  run(BIN, ['seed-demo', '--patients', String(opt.patients)], sqliteEnv);
+
+  const prodEnv = { ...pgEnv, APP_ENV: 'production', MFA_REQUIRED_ROLES: 'ADMIN', LOG_FORMAT: 'json' };
+  const cg = startCaregraph('Caregraph', 18080, prodEnv);
+  const embeddedEnv = { ...sqliteEnv, GRAPHIQL: 'false', INTROSPECTION: 'false', SEED_DEMO: 'false', LOG_FORMAT: 'json' };
+  const cgLite = startCaregraph('Caregraph (SQLite)', 18081, embeddedEnv);
+  const u = new URL(admin);
+  const peerChild = spawn('node', ['server.js'], { cwd: opt.peer, env: { ...process.env, NODE_ENV: 'production', PORT: '14400', HOST: '127.0.0.1', WORKERS: '1', PG_POOL_SIZE: '20', PGHOST: u.hostname, PGPORT: u.port || '5432', PGUSER: decodeURIComponent(u.username || 'postgres'), PGDATABASE: peerDb }, stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(peerChild);
+  const peer = { name: 'Apollo', pid: peerChild.pid, url: 'http://127.0.0.1:14400/' };
+  await waitHttp(cg.url.replace('/graphql', '/readyz'));
+  await waitHttp(cgLite.url.replace('/graphql', '/readyz'));
+  const idleRssMb = memKb(cg.pid, 'VmRSS') / 1024;
+  const peerToken = spawnSync('node', ['gen-token.js', 'doctor', '86400'], { cwd: opt.peer, encoding: 'utf8' }).stdout.trim();
+  await waitHttp(peer.url, JSON.stringify({ query: READ, variables: { id: '00000000-0000-4000-8000-000000000000' } }), { authorization: `Bearer ${peerToken}` });
+
+  const LOGIN = 'mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }';
+  const creds = { e: 'doctor@caregraph.dev', p: 'caregraph-demo' };
+  const token = (await gql(cg.url, LOGIN, creds)).login.accessToken;
+  const liteToken = (await gql(cgLite.url, LOGIN, creds)).login.accessToken;
+
+  // Ids (and a sample of family names) the doctor may read, through the API itself.
+  async function visible(url, tok) {
+    const ids = [], names = [];
+    let after = null;
+    for (;;) {
+      const d = await gql(url, 'query($a: String) { patients(first: 100, after: $a) { pageInfo { hasNextPage endCursor } edges { node { id familyName } } } }', { a: after }, tok);
+      for (const e of d.patients.edges) { ids.push(e.node.id); if (names.length < 5000) names.push(e.node.familyName); }
+      if (!d.patients.pageInfo.hasNextPage) break;
+      after = d.patients.pageInfo.endCursor;
+    }
+    return { ids, names };
+  }
+  log('listing the seeded patients through the API');
+  const pgSet = await visible(cg.url, token);
+  const liteSet = await visible(cgLite.url, liteToken);
+  const peerIds = psql(peerUrl, 'SELECT id FROM patients').split('\n');
+  const write = (name, lines) => { const p = path.join(work, name); fs.writeFileSync(p, lines.join('\n') + '\n'); return p; };
+  const idsPg = write('ids-pg.txt', pgSet.ids), idsLite = write('ids-lite.txt', liteSet.ids), idsPeer = write('ids-peer.txt', peerIds);
+  const shuffle = (xs) => { const a = [...xs]; for (let i = a.length - 1; i > 0; i--) { const j = Math.floor(Math.random() * (i + 1)); [a[i], a[j]] = [a[j], a[i]]; } return a; };
+  const readBodies = (ids, n) => Array.from({ length: n }, () => JSON.stringify({ query: READ, variables: { id: ids[Math.floor(Math.random() * ids.length)] } }));
+  const lines = opt.rate * (opt.duration + opt.warmup + 2);
+  const bodiesPg = write('bodies-pg.txt', readBodies(pgSet.ids, Math.min(lines, 200000)));
+  const bodiesPeer = write('bodies-peer.txt', readBodies(peerIds, Math.min(lines, 200000)));
+  log(`idle RSS after start: ${f(idleRssMb, 1)} MB`);
+
+  const W = opt.duration, WU = opt.warmup, C = opt.connections;
+  const tables = [];
+
+  // (a) closed loop, and (b) fixed rate: both servers, alternating.
+  const a = { Caregraph: [], Apollo: [] }, b = { Caregraph: [], Apollo: [] };
+  for (let round = 1; round <= opt.rounds; round++) {
+    const order = round % 2 ? [['Caregraph', cg, idsPg, token], ['Apollo', peer, idsPeer, peerToken]] : [['Apollo', peer, idsPeer, peerToken], ['Caregraph', cg, idsPg, token]];
+    for (const [name, srv, ids, tok] of order) {
+      wrk(srv.url, ids, tok, WU, C);
+      const fn = async () => wrk(srv.url, ids, tok, W, C);
+      const res = name === 'Caregraph' ? await measureAudited(srv, pgEnv, fn, { allowance: C }) : await measure(srv, true, fn);
+      record('a', name, round, res);
+      a[name].push(res);
+    }
+    for (const [name, srv, , tok] of order) {
+      const bodies = name === 'Caregraph' ? bodiesPg : bodiesPeer;
+      await ohaAsync(ohaArgs(srv.url, tok, WU, opt.rate, bodies));
+      const fn = () => ohaAsync(ohaArgs(srv.url, tok, W, opt.rate, bodies));
+      const res = name === 'Caregraph' ? await measureAudited(srv, pgEnv, fn, { allowance: C }) : await measure(srv, true, fn);
+      record('b', name, round, res);
+      b[name].push(res);
+    }
+  }
+  const apolloA = median(a.Apollo.map((r) => r.rps));
+  tables.push(table(`(a) patient read, closed loop, ${C} connections`, [['Caregraph', a.Caregraph], ['Apollo', a.Apollo]], { base: 'Apollo', value: apolloA }));
+  tables.push(table(`(b) patient read at a fixed ${opt.rate} req/s`, [['Caregraph', b.Caregraph], ['Apollo', b.Apollo]], { base: 'Apollo', value: median(b.Apollo.map((r) => r.rps)) }));
+
+  // (c) the mix, Caregraph alone: three generators at 80/15/5 % of the rate.
+  const FILTER = 'query($n: String!) { patients(filter: { familyName: $n }, first: 10) { edges { node { id familyName birthDate } } } }';
+  const UPDATE = 'mutation($id: ID!) { updatePatient(id: $id, expectedVersion: 1, input: { consentToContact: true }) { version } }';
+  const filterBodies = write('bodies-filter.txt', Array.from({ length: 5000 }, () => JSON.stringify({ query: FILTER, variables: { n: pgSet.names[Math.floor(Math.random() * pgSet.names.length)] } })));
+  const updatable = shuffle(pgSet.ids.slice(1)); // never the demo patient, whose version moved
+  let next = 0;
+  const updateBodies = (seconds) => {
+    const n = Math.ceil(opt.rate * 0.05 * (seconds + 1));
+    const ids = updatable.slice(next, next + n); next += n;
+    if (ids.length < n) throw new Error('not enough patients for distinct updates: raise --patients');
+    return write(`bodies-update-${next}.txt`, ids.map((id) => JSON.stringify({ query: UPDATE, variables: { id } })));
+  };
+  const c = { reads: [], filters: [], writes: [] };
+  for (let round = 1; round <= opt.rounds; round++) {
+    const mix = (seconds) => Promise.all([
+      ohaAsync(ohaArgs(cg.url, token, seconds, Math.round(opt.rate * 0.8), bodiesPg)),
+      ohaAsync(ohaArgs(cg.url, token, seconds, Math.round(opt.rate * 0.15), filterBodies)),
+      ohaAsync(ohaArgs(cg.url, token, seconds, Math.max(1, Math.round(opt.rate * 0.05)), updateBodies(seconds))),
+    ]);
+    await mix(WU);
+    let parts;
+    // Every patient a filter returns is a PHI read too (up to 10 a query): the check here is
+    // that no read lost its row, with room for the filters' rows on top.
+    const res = await measureAudited(cg, pgEnv, async () => {
+      parts = await mix(W);
+      return { ...parts[0], requests: parts.reduce((s, p) => s + p.requests, 0) };
+    }, { allowance: () => C + 10 * parts[1].ok });
+    const [reads, filters, writes] = parts;
+    for (const [k, v] of [['reads', reads], ['filters', filters], ['writes', writes]]) {
+      const row = { ...v, cpuUsPerReq: res.cpuUsPerReq, pgCpuUsPerReq: res.pgCpuUsPerReq, peakRssMb: res.peakRssMb, audit: k === 'reads' ? res.audit : undefined };
+      record(`c.${k}`, 'Caregraph', round, row);
+      c[k].push(row);
+    }
+  }
+  tables.push(table(`(c) mix at ${opt.rate} req/s: 80 % reads, 15 % familyName filter, 5 % updatePatient (CPU per request over the whole mix)`, [['reads', c.reads], ['familyName filter', c.filters], ['updatePatient', c.writes]]));
+  console.log(`\np95: reads ${f(median(c.reads.map((r) => r.p95)), 2)} ms, filters ${f(median(c.filters.map((r) => r.p95)), 2)} ms, writes ${f(median(c.writes.map((r) => r.p95)), 2)} ms`);
+
+  // (d) embedded backend, closed loop.
+  const d = [];
+  for (let round = 1; round <= opt.rounds; round++) {
+    wrk(cgLite.url, idsLite, liteToken, WU, C);
+    const res = await measureAudited(cgLite, embeddedEnv, async () => wrk(cgLite.url, idsLite, liteToken, W, C), { allowance: C });
+    record('d', 'Caregraph (SQLite)', round, res);
+    d.push(res);
+  }
+  tables.push(table(`(d) patient read on the embedded backend (SQLite, in-process stores), ${C} connections; ratio against Apollo's (a)`, [['Caregraph (SQLite)', d], ['Apollo (a)', a.Apollo]], { base: 'Apollo (a)', value: apolloA }));
+
+  // (e) 20 logins per second behind the closed-loop read.
+  const loginBody = write('bodies-login.txt', [JSON.stringify({ query: LOGIN, variables: creds })]);
+  const e = [], logins = [];
+  for (let round = 1; round <= opt.rounds; round++) {
+    wrk(cg.url, idsPg, token, WU, C);
+    let loginRes;
+    const res = await measureAudited(cg, pgEnv, async () => {
+      const bg = ohaAsync(ohaArgs(cg.url, null, W, opt.logins, loginBody));
+      const fg = wrk(cg.url, idsPg, token, W, C);
+      loginRes = await bg;
+      return fg;
+    }, { allowance: C });
+    record('e', 'Caregraph', round, res);
+    record('e.logins', 'Caregraph', round, loginRes);
+    e.push(res);
+    logins.push(loginRes);
+  }
+  tables.push(table(`(e) patient read, closed loop, with ${opt.logins} logins/s in the background`, [['reads', e], [`logins (${opt.logins}/s)`, logins]]));
+  const growth = median(e.map((r) => r.p99)) / median(a.Caregraph.map((r) => r.p99));
+  console.log(`\nread p99 with logins ÷ without: ${f(growth, 2)}×; idle RSS after start ${f(idleRssMb, 1)} MB; peak RSS ${f(Math.max(...results.filter((r) => r.server.startsWith('Caregraph') && Number.isFinite(r.peakRssMb)).map((r) => r.peakRssMb)), 1)} MB`);
+  const failed = results.filter((r) => r.audit && !r.audit.ok);
+  fs.appendFileSync(jsonl, JSON.stringify({ run: runId, summary: true, patients: opt.patients, idleRssMb, readP99GrowthWithLogins: growth, auditFailures: failed.length }) + '\n');
+
+  log(`removed ${await redisCleanup(prefix)} Redis keys`);
+  for (const ch of children) ch.kill('SIGTERM');
+  await sleep(500);
+  for (const db of [pgDb, peerDb]) psql(admin, `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+  fs.rmSync(work, { recursive: true, force: true });
+  if (failed.length) {
+    console.log(`\nFAILED: ${failed.length} run(s) lost or invented audit rows (see above)`);
+    process.exit(1);
+  }
+  console.log(`\nresults appended to ${path.relative(root, jsonl)}`);
+}
+
+main().catch((err) => { console.error('bench failed:', err.message); process.exit(1); });

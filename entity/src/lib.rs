@@ -1,0 +1,12 @@
+//! SeaORM entities for Caregraph. No business logic and no GraphQL derives here: the API maps
+//! these explicitly, so a new column never leaks. `*_enc` fields hold ciphertext only.
+pub mod allergies;
+pub mod audit_head;
+pub mod audit_log;
+pub mod care_team;
+pub mod consents;
+pub mod emergency_access;
+pub mod idempotency_keys;
+pub mod patients;
+pub mod providers;
+pub mod users;

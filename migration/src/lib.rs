@@ -1,0 +1,19 @@
+//! Portable schema migrations (SQLite and PostgreSQL).
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_120000_core;
+mod m20261124_120100_audit_append_only;
+mod m20261124_130000_patient_email_not_unique;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261124_120000_core::Migration),
+            Box::new(m20261124_120100_audit_append_only::Migration),
+            Box::new(m20261124_130000_patient_email_not_unique::Migration),
+        ]
+    }
+}

@@ -1,0 +1,139 @@
+//! `accessHistory`: who touched a patient's data, and when.
+use async_graphql::{Context, ID, Object, Result, SimpleObject};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::AuditEvent;
+use crate::access;
+use crate::error::{AppError, AppResult};
+use crate::graphql::context::ContextExt;
+use crate::graphql::guards::{PATIENT_DATA_ROLES, RoleGuard};
+use crate::patients::graphql::{PageInfo, parse_id};
+use entity::audit_log;
+
+/// One access to a patient's data.
+#[derive(SimpleObject)]
+pub struct AccessEntry {
+    pub occurred_at: DateTime<Utc>,
+    /// User id of who acted (absent for anonymous attempts).
+    pub actor_id: Option<ID>,
+    pub actor_role: Option<String>,
+    /// What happened, e.g. `patient.read`, `allergy.create`, `emergency_access.open`.
+    pub action: String,
+    /// SUCCESS, DENIED or FAILURE.
+    pub outcome: String,
+    /// The access rested on emergency (break-glass) access.
+    pub break_glass: bool,
+    /// The written reason, for `emergency_access.open`.
+    pub reason: Option<String>,
+}
+
+/// Open the break-glass reason sealed into an `emergency_access.open` row.
+fn reason(keys: &crate::crypto::KeyRing, row: &audit_log::Model) -> Option<String> {
+    if row.action != "emergency_access.open" {
+        return None;
+    }
+    let id = uuid::Uuid::parse_str(row.resource_id.as_deref()?).ok()?;
+    let detail: serde_json::Value = serde_json::from_str(&row.detail).ok()?;
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(detail["reason"].as_str()?)
+        .ok()?;
+    keys.open_str(crate::access::service::reason_slot(&id), &sealed)
+        .ok()
+}
+
+#[derive(SimpleObject)]
+pub struct AccessEntryEdge {
+    pub cursor: String,
+    pub node: AccessEntry,
+}
+
+#[derive(SimpleObject)]
+pub struct AccessHistoryConnection {
+    pub edges: Vec<AccessEntryEdge>,
+    pub page_info: PageInfo,
+}
+
+fn encode(seq: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("a1:{seq}"))
+}
+
+fn decode(c: &str) -> AppResult<i64> {
+    let bad = || AppError::validation("after", "is not a cursor returned by this API");
+    let raw = URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
+    std::str::from_utf8(&raw)
+        .ok()
+        .and_then(|s| s.strip_prefix("a1:"))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(bad)
+}
+
+#[derive(Default)]
+pub struct AuditQuery;
+
+#[Object]
+impl AuditQuery {
+    /// Who accessed this patient's data, newest first (the patient, or ADMIN).
+    #[graphql(guard = "RoleGuard(PATIENT_DATA_ROLES)")]
+    async fn access_history(
+        &self,
+        ctx: &Context<'_>,
+        patient_id: ID,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> Result<AccessHistoryConnection> {
+        let state = ctx.state()?;
+        let viewer = ctx.viewer()?;
+        let patient_id = parse_id("patientId", &patient_id)?;
+        if !(1..=100).contains(&first) {
+            return Err(AppError::validation("first", "must be between 1 and 100").into());
+        }
+        let after = after.as_deref().map(decode).transpose()?;
+        let scope =
+            access::owner_or_admin_scope(state, viewer, patient_id, "access_history.read").await?;
+        let mut q = audit_log::Entity::find()
+            .filter(audit_log::Column::PatientId.eq(patient_id))
+            .order_by_desc(audit_log::Column::Seq)
+            .limit(first as u64 + 1);
+        if let Some(a) = after {
+            q = q.filter(audit_log::Column::Seq.lt(a));
+        }
+        let mut rows = q.all(&state.db).await.map_err(AppError::from)?;
+        let has_next = rows.len() > first as usize;
+        rows.truncate(first as usize);
+        state
+            .audit
+            .record(
+                AuditEvent::by(viewer, "access_history.read", "patient")
+                    .scope(&scope)
+                    .resource(patient_id.to_string()),
+            )
+            .await?;
+        let edges: Vec<AccessEntryEdge> = rows
+            .into_iter()
+            .map(|r| AccessEntryEdge {
+                cursor: encode(r.seq),
+                node: AccessEntry {
+                    reason: reason(&state.keys, &r),
+                    occurred_at: r.occurred_at,
+                    actor_id: r.actor_id.map(|u| ID(u.to_string())),
+                    actor_role: r.actor_role,
+                    action: r.action,
+                    outcome: r.outcome,
+                    break_glass: r.break_glass,
+                },
+            })
+            .collect();
+        Ok(AccessHistoryConnection {
+            page_info: PageInfo {
+                has_next_page: has_next,
+                has_previous_page: after.is_some(),
+                start_cursor: edges.first().map(|e| e.cursor.clone()),
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
+        })
+    }
+}

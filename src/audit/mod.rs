@@ -1,0 +1,379 @@
+//! The append-only, hash-chained audit log.
+//!
+//! Each row stores the previous row's hash and its own over a canonical encoding; the single
+//! `audit_head` row holds the chain's tip. Writes append their rows inside their own
+//! transaction ([`WriteTxn`]), so data and audit commit together. Reads hand their events to
+//! one writer task over a bounded channel ([`AuditLog::record`]); it group-commits a batch
+//! per transaction and then wakes the waiting requests, so no response carries PHI whose
+//! audit row is not durable. Every transaction takes the head-row lock once, first.
+pub mod graphql;
+mod verify;
+
+pub use verify::{VerifyReport, verify_chain};
+
+/// Rows per (action, outcome).
+pub async fn stats(db: &impl ConnectionTrait) -> AppResult<Vec<(String, String, i64)>> {
+    use sea_orm::{QuerySelect, sea_query::Expr};
+    Ok(audit_log::Entity::find()
+        .select_only()
+        .column(audit_log::Column::Action)
+        .column(audit_log::Column::Outcome)
+        .column_as(Expr::col(audit_log::Column::Seq).count(), "rows")
+        .group_by(audit_log::Column::Action)
+        .group_by(audit_log::Column::Outcome)
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, Statement, TransactionTrait,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::access::Viewer;
+use crate::error::{AppError, AppResult};
+use entity::{audit_head, audit_log};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Denied,
+    Failure,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "SUCCESS",
+            Outcome::Denied => "DENIED",
+            Outcome::Failure => "FAILURE",
+        }
+    }
+}
+
+/// One audited event. Holds identifiers, field names and flags, never PHI values.
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    pub actor_id: Option<Uuid>,
+    pub actor_role: Option<&'static str>,
+    pub action: &'static str,
+    pub resource_type: &'static str,
+    pub resource_id: Option<String>,
+    pub patient_id: Option<Uuid>,
+    pub outcome: Outcome,
+    pub detail: serde_json::Value,
+    pub break_glass: bool,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl AuditEvent {
+    pub fn new(action: &'static str, resource_type: &'static str) -> Self {
+        AuditEvent {
+            actor_id: None,
+            actor_role: None,
+            action,
+            resource_type,
+            resource_id: None,
+            patient_id: None,
+            outcome: Outcome::Success,
+            detail: serde_json::Value::Object(Default::default()),
+            break_glass: false,
+            ip: None,
+            user_agent: None,
+            request_id: None,
+        }
+    }
+
+    pub fn by(viewer: &Viewer, action: &'static str, resource_type: &'static str) -> Self {
+        let mut e = AuditEvent::new(action, resource_type);
+        e.actor_id = Some(viewer.user_id);
+        e.actor_role = Some(viewer.role.as_str());
+        e.ip = viewer.meta.ip.clone();
+        e.user_agent = viewer.meta.user_agent.clone();
+        e.request_id = viewer.meta.request_id.clone();
+        e
+    }
+
+    pub fn meta(mut self, meta: &crate::access::RequestMeta) -> Self {
+        self.ip = meta.ip.clone();
+        self.user_agent = meta.user_agent.clone();
+        self.request_id = meta.request_id.clone();
+        self
+    }
+    pub fn actor(mut self, id: Uuid, role: &'static str) -> Self {
+        self.actor_id = Some(id);
+        self.actor_role = Some(role);
+        self
+    }
+    pub fn patient(mut self, id: Uuid) -> Self {
+        self.patient_id = Some(id);
+        self
+    }
+    pub fn resource(mut self, id: impl Into<String>) -> Self {
+        self.resource_id = Some(id.into());
+        self
+    }
+    pub fn outcome(mut self, o: Outcome) -> Self {
+        self.outcome = o;
+        self
+    }
+    pub fn detail(mut self, d: serde_json::Value) -> Self {
+        self.detail = d;
+        self
+    }
+    pub fn break_glass(mut self, b: bool) -> Self {
+        self.break_glass = b;
+        self
+    }
+    pub fn scope(self, scope: &crate::access::PatientScope) -> Self {
+        self.patient(scope.patient_id())
+            .break_glass(scope.break_glass())
+    }
+}
+
+/// The chain's tip.
+#[derive(Clone, Debug)]
+struct Head {
+    seq: i64,
+    hash: Vec<u8>,
+}
+
+fn timestamp(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// SHA-256 over `prev_hash ‖ seq ‖ each field length-prefixed`. Changing any stored value,
+/// reordering rows or dropping one breaks the chain from there on.
+pub(crate) fn row_hash(m: &audit_log::Model) -> Vec<u8> {
+    fn field(h: &mut Sha256, v: Option<&[u8]>) {
+        match v {
+            None => h.update([0u8]),
+            Some(b) => {
+                h.update([1u8]);
+                h.update((b.len() as u32).to_be_bytes());
+                h.update(b);
+            }
+        }
+    }
+    let mut h = Sha256::new();
+    h.update(&m.prev_hash);
+    h.update(m.seq.to_be_bytes());
+    field(&mut h, Some(m.id.as_bytes()));
+    field(&mut h, Some(timestamp(&m.occurred_at).as_bytes()));
+    field(&mut h, m.actor_id.as_ref().map(|u| u.as_bytes().as_slice()));
+    field(&mut h, m.actor_role.as_deref().map(str::as_bytes));
+    field(&mut h, Some(m.action.as_bytes()));
+    field(&mut h, Some(m.resource_type.as_bytes()));
+    field(&mut h, m.resource_id.as_deref().map(str::as_bytes));
+    field(
+        &mut h,
+        m.patient_id.as_ref().map(|u| u.as_bytes().as_slice()),
+    );
+    field(&mut h, Some(m.outcome.as_bytes()));
+    field(&mut h, Some(m.detail.as_bytes()));
+    field(&mut h, Some(&[m.break_glass as u8]));
+    field(&mut h, m.ip.as_deref().map(str::as_bytes));
+    field(&mut h, m.user_agent.as_deref().map(str::as_bytes));
+    field(&mut h, m.request_id.as_deref().map(str::as_bytes));
+    h.finalize().to_vec()
+}
+
+fn chain(head: &mut Head, events: Vec<AuditEvent>) -> Vec<audit_log::ActiveModel> {
+    // Microsecond precision: what PostgreSQL keeps, so the stored row hashes the same.
+    let now = Utc::now().trunc_subsecs(6);
+    let mut rows = Vec::with_capacity(events.len());
+    for ev in events {
+        let mut m = audit_log::Model {
+            seq: head.seq + 1,
+            id: Uuid::new_v4(),
+            occurred_at: now,
+            actor_id: ev.actor_id,
+            actor_role: ev.actor_role.map(str::to_owned),
+            action: ev.action.to_owned(),
+            resource_type: ev.resource_type.to_owned(),
+            resource_id: ev.resource_id,
+            patient_id: ev.patient_id,
+            outcome: ev.outcome.as_str().to_owned(),
+            detail: ev.detail.to_string(),
+            break_glass: ev.break_glass,
+            ip: ev.ip,
+            user_agent: ev.user_agent.map(|ua| ua.chars().take(256).collect()),
+            request_id: ev.request_id,
+            prev_hash: head.hash.clone(),
+            hash: Vec::new(),
+        };
+        m.hash = row_hash(&m);
+        head.seq = m.seq;
+        head.hash = m.hash.clone();
+        rows.push(audit_log::ActiveModel::from(m));
+    }
+    rows
+}
+
+/// Take the head-row lock as the transaction's first statement and read the tip. On SQLite
+/// the write also takes the database write lock up front, so the transaction never has to
+/// upgrade a read lock (which SQLite answers with SQLITE_BUSY instead of waiting).
+async fn lock_head(txn: &DatabaseTransaction) -> AppResult<Head> {
+    let backend = txn.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+        _ => "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash",
+    };
+    let row = txn
+        .query_one(Statement::from_string(backend, sql))
+        .await?
+        .ok_or_else(|| AppError::internal_msg("audit_head row is missing"))?;
+    Ok(Head {
+        seq: row.try_get("", "seq")?,
+        hash: row.try_get("", "hash")?,
+    })
+}
+
+async fn append(
+    txn: &DatabaseTransaction,
+    head: &mut Head,
+    events: Vec<AuditEvent>,
+) -> AppResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows = chain(head, events);
+    // Stay well under SQLite's and PostgreSQL's bound-parameter limits (17 columns a row).
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(500).collect();
+        audit_log::Entity::insert_many(chunk)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    // update_many: a plain UPDATE (update() would read the row back on SQLite).
+    audit_head::Entity::update_many()
+        .col_expr(audit_head::Column::Seq, Expr::value(head.seq))
+        .col_expr(audit_head::Column::Hash, Expr::value(head.hash.clone()))
+        .filter(audit_head::Column::Id.eq(1))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// A write transaction that commits its data together with its audit rows.
+pub struct WriteTxn {
+    txn: DatabaseTransaction,
+    head: Head,
+    events: Vec<AuditEvent>,
+}
+
+impl WriteTxn {
+    pub async fn begin(db: &DatabaseConnection) -> AppResult<WriteTxn> {
+        let txn = db.begin().await?;
+        let head = lock_head(&txn).await?;
+        Ok(WriteTxn {
+            txn,
+            head,
+            events: Vec::new(),
+        })
+    }
+
+    pub fn conn(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+
+    pub fn audit(&mut self, ev: AuditEvent) {
+        self.events.push(ev);
+    }
+
+    pub async fn commit(mut self) -> AppResult<()> {
+        let events = std::mem::take(&mut self.events);
+        append(&self.txn, &mut self.head, events).await?;
+        self.txn.commit().await?;
+        Ok(())
+    }
+}
+
+struct Job {
+    events: Vec<AuditEvent>,
+    done: oneshot::Sender<bool>,
+}
+
+/// Handle to the group-committing writer task.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Most events one transaction takes; more wait for the next batch.
+const MAX_BATCH: usize = 2048;
+
+impl AuditLog {
+    /// Start the writer task. `capacity` bounds the queue of waiting requests.
+    pub fn start(db: DatabaseConnection, capacity: usize) -> AuditLog {
+        let (tx, rx) = mpsc::channel(capacity);
+        tokio::spawn(writer(db, rx));
+        AuditLog { tx }
+    }
+
+    /// Append one event and wait until it is durable.
+    pub async fn record(&self, ev: AuditEvent) -> AppResult<()> {
+        self.record_many(vec![ev]).await
+    }
+
+    /// Append events and wait until all are durable.
+    pub async fn record_many(&self, events: Vec<AuditEvent>) -> AppResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Job { events, done })
+            .await
+            .map_err(|_| AppError::internal_msg("audit writer has stopped"))?;
+        match wait.await {
+            Ok(true) => Ok(()),
+            _ => Err(AppError::internal_msg("audit batch was not committed")),
+        }
+    }
+}
+
+async fn writer(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs: Vec<Job> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut n = first.events.len();
+        jobs.push(first);
+        while n < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => {
+                    n += j.events.len();
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        let events: Vec<AuditEvent> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
+        let ok = match commit_batch(&db, events).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = ?e, batch = n, "audit batch failed; requests answer INTERNAL");
+                false
+            }
+        };
+        for j in jobs.drain(..) {
+            let _ = j.done.send(ok);
+        }
+    }
+}
+
+async fn commit_batch(db: &DatabaseConnection, events: Vec<AuditEvent>) -> AppResult<()> {
+    let txn = db.begin().await?;
+    let mut head = lock_head(&txn).await?;
+    append(&txn, &mut head, events).await?;
+    txn.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! Sign-in and session operations, and `me`.
+use async_graphql::{Context, ID, Object, Result, SimpleObject};
+use chrono::{DateTime, TimeZone, Utc};
+use secrecy::SecretString;
+
+use super::service::{self, LoginOutcome, Tokens};
+use crate::access::Role;
+use crate::graphql::context::ContextExt;
+
+/// The result of a sign-in step. With MFA enrolled, `login` returns only `mfaRequired` and
+/// `mfaToken`; `verifyMfa` then returns the tokens.
+#[derive(SimpleObject, Default)]
+pub struct LoginPayload {
+    /// Bearer token for `Authorization: Bearer …` (15 minutes).
+    pub access_token: Option<String>,
+    /// One-time token for `refreshSession`; rotated on every use.
+    pub refresh_token: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub mfa_required: bool,
+    pub mfa_token: Option<String>,
+}
+
+impl From<Tokens> for LoginPayload {
+    fn from(t: Tokens) -> Self {
+        LoginPayload {
+            access_token: Some(t.access_token),
+            refresh_token: Some(t.refresh_token),
+            expires_at: Utc.timestamp_opt(t.expires_at, 0).single(),
+            mfa_required: false,
+            mfa_token: None,
+        }
+    }
+}
+
+/// A new TOTP secret to add to an authenticator app; confirm it with `confirmMfa`.
+#[derive(SimpleObject)]
+pub struct MfaEnrollment {
+    /// Base32 secret, for manual entry.
+    pub secret: String,
+    /// `otpauth://` URI, for a QR code.
+    pub otpauth_url: String,
+}
+
+/// The signed-in user.
+#[derive(SimpleObject)]
+pub struct Me {
+    pub id: ID,
+    pub email: String,
+    pub role: Role,
+    pub patient_id: Option<ID>,
+    pub provider_id: Option<ID>,
+    pub mfa_enrolled: bool,
+}
+
+#[derive(Default)]
+pub struct AuthQuery;
+
+#[Object]
+impl AuthQuery {
+    /// Who you are signed in as.
+    async fn me(&self, ctx: &Context<'_>) -> Result<Me> {
+        let state = ctx.state()?;
+        let v = ctx.viewer_allow_restricted()?;
+        let email = service::user_email(state, v.user_id).await?;
+        Ok(Me {
+            id: ID(v.user_id.to_string()),
+            email,
+            role: v.role,
+            patient_id: v.patient_id.map(|p| ID(p.to_string())),
+            provider_id: v.provider_id.map(|p| ID(p.to_string())),
+            mfa_enrolled: v.mfa_enrolled,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct AuthMutation;
+
+#[Object]
+impl AuthMutation {
+    /// Sign in. A wrong password and an unknown e-mail give the same answer in the same
+    /// time; repeated failures are throttled per account and per IP (RATE_LIMITED).
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+    ) -> Result<LoginPayload> {
+        let state = ctx.state()?;
+        let password = SecretString::from(password);
+        match service::login(state, &ctx.meta(), &email, &password).await? {
+            LoginOutcome::Signed(t) => Ok(t.into()),
+            LoginOutcome::MfaRequired { mfa_token } => Ok(LoginPayload {
+                mfa_required: true,
+                mfa_token: Some(mfa_token),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// Second sign-in step: the `mfaToken` from `login` and a current TOTP code.
+    async fn verify_mfa(
+        &self,
+        ctx: &Context<'_>,
+        mfa_token: String,
+        code: String,
+    ) -> Result<LoginPayload> {
+        let state = ctx.state()?;
+        Ok(service::verify_mfa(state, &ctx.meta(), &mfa_token, &code)
+            .await?
+            .into())
+    }
+
+    /// Exchange a refresh token for new tokens. The old refresh token stops working;
+    /// presenting it again revokes the whole session.
+    async fn refresh_session(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> Result<LoginPayload> {
+        let state = ctx.state()?;
+        Ok(service::refresh(state, &ctx.meta(), &refresh_token)
+            .await?
+            .into())
+    }
+
+    /// End this session now; its tokens stop working at once.
+    async fn logout(&self, ctx: &Context<'_>) -> Result<bool> {
+        let state = ctx.state()?;
+        let v = ctx.viewer_allow_restricted()?;
+        service::logout(state, v).await?;
+        Ok(true)
+    }
+
+    /// Start TOTP enrolment for the signed-in user.
+    async fn enroll_mfa(&self, ctx: &Context<'_>) -> Result<MfaEnrollment> {
+        let state = ctx.state()?;
+        let v = ctx.viewer_allow_restricted()?;
+        let (secret, otpauth_url) = service::enroll_mfa(state, v).await?;
+        Ok(MfaEnrollment {
+            secret,
+            otpauth_url,
+        })
+    }
+
+    /// Finish enrolment with a code from the authenticator app.
+    async fn confirm_mfa(&self, ctx: &Context<'_>, code: String) -> Result<bool> {
+        let state = ctx.state()?;
+        let v = ctx.viewer_allow_restricted()?;
+        service::confirm_mfa(state, v, &code).await?;
+        Ok(true)
+    }
+}

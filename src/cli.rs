@@ -1,0 +1,62 @@
+//! The `caregraph` command line.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Caregraph: a HIPAA-grade GraphQL backend for a patient portal.
+///
+/// With no environment set it runs embedded: SQLite under data/, in-process session
+/// stores, development keys generated once into data/dev-keys.json, demo data seeded on
+/// first start. Set DATABASE_URL (postgres://…) and REDIS_URL (redis://…) for production
+/// storage, and APP_ENV=production to refuse every unsafe default.
+#[derive(Parser, Debug)]
+#[command(name = "caregraph", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (the default): migrations, demo data in development, then listen on
+    /// BIND_ADDR (127.0.0.1:8080).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Seed the demo accounts and data (development only).
+    SeedDemo {
+        /// Also add this many synthetic patients on the demo doctor's care team.
+        #[arg(long, default_value_t = 0)]
+        patients: u64,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Key material tools.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Walk the hash chain; exit 0 when intact, 1 naming the first broken row.
+    Verify,
+    /// Count audit rows by action and outcome, as JSON lines (monitoring, benchmarks).
+    Stats,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Generate a fresh production key set (JSON) for CAREGRAPH_KEYS / CAREGRAPH_KEYS_FILE.
+    Generate {
+        /// Write to this file (mode 0600, must not exist) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}

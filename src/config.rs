@@ -1,0 +1,264 @@
+//! Typed settings, read once from the environment. The defaults are the embedded
+//! development setup; `APP_ENV=production` refuses every unsafe one.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::access::Role;
+use crate::crypto::{KeyFile, KeySource};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+/// argon2id cost parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct HashParams {
+    pub m_cost_kib: u32,
+    pub t_cost: u32,
+    pub p_cost: u32,
+}
+
+/// OWASP's argon2id minimum (19 MiB, 2 passes, 1 lane); production refuses less.
+pub const MIN_HASH_PARAMS: HashParams = HashParams {
+    m_cost_kib: 19_456,
+    t_cost: 2,
+    p_cost: 1,
+};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub env: AppEnv,
+    pub bind_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: SecretString,
+    /// `DATABASE_URL` was given (rather than the embedded SQLite default).
+    pub database_explicit: bool,
+    pub db_pool_size: u32,
+    pub redis_url: Option<SecretString>,
+    pub redis_prefix: String,
+    pub keys: KeyFile,
+    pub key_source: KeySource,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl: Duration,
+    pub session_idle: Duration,
+    pub refresh_token_ttl: Duration,
+    pub mfa_required_roles: Vec<Role>,
+    pub hash_params: HashParams,
+    pub login_max_per_account: u64,
+    pub login_max_per_ip: u64,
+    pub login_window: Duration,
+    pub break_glass_minutes: i64,
+    pub graphiql: bool,
+    pub introspection: bool,
+    pub seed_demo: bool,
+    pub max_body_bytes: usize,
+    pub query_depth_limit: usize,
+    pub query_complexity_limit: usize,
+    pub audit_queue: usize,
+    pub log_json: bool,
+    /// Browser origins allowed to call the API (CORS); none by default.
+    pub cors_origins: Vec<String>,
+    /// Load balancers whose `X-Forwarded-For` is believed (client IP for audit and throttling).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("refusing to start in production: {0}")]
+    Unsafe(String),
+    #[error(transparent)]
+    Keys(#[from] crate::crypto::keys::KeyError),
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        reason: reason.into(),
+    }
+}
+
+struct Vars<'a>(&'a HashMap<String, String>);
+
+impl Vars<'_> {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+    fn parse<T: std::str::FromStr>(&self, k: &'static str, default: T) -> Result<T, ConfigError> {
+        match self.get(k) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| invalid(k, format!("cannot parse {v:?}"))),
+        }
+    }
+    fn flag(&self, k: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(k).map(|s| s.to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+            Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+            Some(_) => Err(invalid(k, "expected true or false")),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Config::from_vars(&vars)
+    }
+
+    /// Build from an explicit variable map (the tests use this; nothing global is read).
+    pub fn from_vars(map: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let v = Vars(map);
+        let env = match v.get("APP_ENV").map(|s| s.to_ascii_lowercase()) {
+            None => AppEnv::Development,
+            Some(s) if s == "production" || s == "prod" => AppEnv::Production,
+            Some(s) if s == "development" || s == "dev" || s == "test" => AppEnv::Development,
+            Some(_) => return Err(invalid("APP_ENV", "expected development or production")),
+        };
+        let prod = env == AppEnv::Production;
+        let data_dir = PathBuf::from(v.get("DATA_DIR").unwrap_or("data"));
+        let database_explicit = v.get("DATABASE_URL").is_some();
+        let database_url = match v.get("DATABASE_URL") {
+            Some(u) => u.to_owned(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("caregraph.db").display()
+            ),
+        };
+        let (keys, key_source) = KeyFile::load(
+            v.get("CAREGRAPH_KEYS"),
+            v.get("CAREGRAPH_KEYS_FILE"),
+            &data_dir,
+        )?;
+        let mfa_required_roles = match v.get("MFA_REQUIRED_ROLES") {
+            None if prod => vec![Role::Provider, Role::Admin],
+            None => vec![],
+            Some(list) => list
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| {
+                    Role::parse(s).ok_or_else(|| invalid("MFA_REQUIRED_ROLES", "unknown role"))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let hash_params = HashParams {
+            m_cost_kib: v.parse("PASSWORD_HASH_M_COST_KIB", MIN_HASH_PARAMS.m_cost_kib)?,
+            t_cost: v.parse("PASSWORD_HASH_T_COST", MIN_HASH_PARAMS.t_cost)?,
+            p_cost: v.parse("PASSWORD_HASH_P_COST", MIN_HASH_PARAMS.p_cost)?,
+        };
+        let cfg = Config {
+            env,
+            bind_addr: v
+                .get("BIND_ADDR")
+                .unwrap_or("127.0.0.1:8080")
+                .parse()
+                .map_err(|_| invalid("BIND_ADDR", "expected host:port, e.g. 127.0.0.1:8080"))?,
+            data_dir,
+            database_url: SecretString::from(database_url),
+            database_explicit,
+            db_pool_size: v.parse("DATABASE_POOL_SIZE", 16)?,
+            redis_url: v.get("REDIS_URL").map(|s| SecretString::from(s.to_owned())),
+            redis_prefix: v.get("REDIS_KEY_PREFIX").unwrap_or("caregraph:").to_owned(),
+            keys,
+            key_source,
+            jwt_issuer: v.get("JWT_ISSUER").unwrap_or("caregraph").to_owned(),
+            jwt_audience: v
+                .get("JWT_AUDIENCE")
+                .unwrap_or("caregraph-portal")
+                .to_owned(),
+            access_token_ttl: Duration::from_secs(v.parse("ACCESS_TOKEN_TTL_SECS", 900)?),
+            session_idle: Duration::from_secs(v.parse("SESSION_IDLE_TIMEOUT_SECS", 900)?),
+            refresh_token_ttl: Duration::from_secs(v.parse("REFRESH_TOKEN_TTL_SECS", 12 * 3600)?),
+            mfa_required_roles,
+            hash_params,
+            login_max_per_account: v.parse("LOGIN_MAX_ATTEMPTS_PER_ACCOUNT", 5)?,
+            login_max_per_ip: v.parse("LOGIN_MAX_ATTEMPTS_PER_IP", 50)?,
+            login_window: Duration::from_secs(v.parse("LOGIN_WINDOW_SECS", 900)?),
+            break_glass_minutes: v.parse("BREAK_GLASS_MINUTES", 60)?,
+            graphiql: !prod && v.flag("GRAPHIQL", true)?,
+            introspection: !prod && v.flag("INTROSPECTION", true)?,
+            seed_demo: !prod && v.flag("SEED_DEMO", true)?,
+            max_body_bytes: v.parse("MAX_BODY_BYTES", 256 * 1024)?,
+            query_depth_limit: v.parse("QUERY_DEPTH_LIMIT", 12)?,
+            query_complexity_limit: v.parse("QUERY_COMPLEXITY_LIMIT", 500)?,
+            audit_queue: v.parse("AUDIT_QUEUE", 16_384)?,
+            log_json: v.get("LOG_FORMAT").map(|f| f == "json").unwrap_or(prod),
+            cors_origins: v
+                .get("CORS_ALLOWED_ORIGINS")
+                .map(|s| {
+                    s.split(',')
+                        .map(|o| o.trim().to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            trusted_proxies: match v.get("TRUSTED_PROXIES") {
+                None => Vec::new(),
+                Some(list) => list
+                    .split(',')
+                    .map(|p| {
+                        p.trim().parse().map_err(|_| {
+                            invalid(
+                                "TRUSTED_PROXIES",
+                                "expected a comma-separated list of IP addresses",
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
+        };
+        if cfg.access_token_ttl.is_zero() || cfg.session_idle.is_zero() {
+            return Err(invalid(
+                "SESSION_IDLE_TIMEOUT_SECS",
+                "token and session lifetimes must be positive",
+            ));
+        }
+        if prod {
+            cfg.check_production()?;
+        }
+        Ok(cfg)
+    }
+
+    fn check_production(&self) -> Result<(), ConfigError> {
+        if self.keys.dev || matches!(self.key_source, KeySource::GeneratedDev(_)) {
+            return Err(ConfigError::Unsafe(
+                "development keys; provide CAREGRAPH_KEYS or CAREGRAPH_KEYS_FILE from `caregraph keys generate`".into(),
+            ));
+        }
+        if !self.database_explicit || !self.database_url.expose_secret().starts_with("postgres") {
+            return Err(ConfigError::Unsafe(
+                "DATABASE_URL must point at PostgreSQL".into(),
+            ));
+        }
+        if self.redis_url.is_none() {
+            return Err(ConfigError::Unsafe(
+                "REDIS_URL is required; in-process session and rate-limit stores do not survive restarts or scale out".into(),
+            ));
+        }
+        let p = self.hash_params;
+        if p.m_cost_kib < MIN_HASH_PARAMS.m_cost_kib || p.t_cost < MIN_HASH_PARAMS.t_cost {
+            return Err(ConfigError::Unsafe(
+                "password hash parameters below the OWASP minimum".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == AppEnv::Production
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.expose_secret().starts_with("sqlite:")
+    }
+}

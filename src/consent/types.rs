@@ -1,0 +1,105 @@
+//! Consent scopes and status.
+use async_graphql::Enum;
+use serde::{Deserialize, Serialize};
+
+/// A category of a patient's information that a consent can cover.
+#[derive(
+    Enum, Copy, Clone, Debug, Eq, PartialEq, Hash, Serialize, Deserialize, PartialOrd, Ord,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConsentScope {
+    /// Sharing demographics beyond the care team's need (exports, third parties).
+    DemographicsSharing,
+    /// Medical records and notes.
+    Records,
+    Medications,
+    Allergies,
+    Immunizations,
+    Documents,
+    Messages,
+    Billing,
+    /// Use of de-identified data in research extracts.
+    Research,
+}
+
+impl ConsentScope {
+    pub const ALL: [ConsentScope; 9] = [
+        ConsentScope::DemographicsSharing,
+        ConsentScope::Records,
+        ConsentScope::Medications,
+        ConsentScope::Allergies,
+        ConsentScope::Immunizations,
+        ConsentScope::Documents,
+        ConsentScope::Messages,
+        ConsentScope::Billing,
+        ConsentScope::Research,
+    ];
+
+    /// Clinical categories: what a care-team provider needs consent for.
+    pub const CLINICAL: [ConsentScope; 6] = [
+        ConsentScope::Records,
+        ConsentScope::Medications,
+        ConsentScope::Allergies,
+        ConsentScope::Immunizations,
+        ConsentScope::Documents,
+        ConsentScope::Messages,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentScope::DemographicsSharing => "DEMOGRAPHICS_SHARING",
+            ConsentScope::Records => "RECORDS",
+            ConsentScope::Medications => "MEDICATIONS",
+            ConsentScope::Allergies => "ALLERGIES",
+            ConsentScope::Immunizations => "IMMUNIZATIONS",
+            ConsentScope::Documents => "DOCUMENTS",
+            ConsentScope::Messages => "MESSAGES",
+            ConsentScope::Billing => "BILLING",
+            ConsentScope::Research => "RESEARCH",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ConsentScope> {
+        ConsentScope::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Stored form: sorted, de-duplicated, comma-separated.
+    pub fn join(scopes: &[ConsentScope]) -> String {
+        let mut v: Vec<_> = scopes.to_vec();
+        v.sort();
+        v.dedup();
+        v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn split(stored: &str) -> Vec<ConsentScope> {
+        stored.split(',').filter_map(ConsentScope::parse).collect()
+    }
+}
+
+/// Lifecycle of a consent record.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum ConsentStatus {
+    Active,
+    Withdrawn,
+    /// Past its `expiresAt`.
+    Expired,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_round_trip_sorted() {
+        let s = ConsentScope::join(&[
+            ConsentScope::Records,
+            ConsentScope::Allergies,
+            ConsentScope::Records,
+        ]);
+        assert_eq!(s, "RECORDS,ALLERGIES");
+        assert_eq!(
+            ConsentScope::split(&s),
+            vec![ConsentScope::Records, ConsentScope::Allergies]
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! Deny by default at the root: every Query/Mutation/Subscription field needs a signed-in,
+//! unrestricted viewer unless it is listed here. A new root field is therefore closed until
+//! someone decides otherwise; role and row checks follow in guards and `access`.
+use std::sync::Arc;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo,
+};
+use async_graphql::{PathSegment, ServerError, ServerResult, Value};
+
+use super::context::{MFA_ENROLMENT_REQUIRED, RequestCtx};
+use crate::audit::{AuditEvent, Outcome};
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Root fields open to anonymous callers.
+pub const PUBLIC_FIELDS: &[&str] = &["login", "verifyMfa", "refreshSession"];
+/// Root fields a session restricted to MFA enrolment may still use.
+pub const RESTRICTED_FIELDS: &[&str] = &["me", "enrollMfa", "confirmMfa", "logout"];
+
+const ROOTS: &[&str] = &[
+    "Query",
+    "Mutation",
+    "Subscription",
+    "QueryRoot",
+    "MutationRoot",
+    "SubscriptionRoot",
+];
+
+pub struct DenyByDefault;
+
+impl ExtensionFactory for DenyByDefault {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(DenyByDefaultExt)
+    }
+}
+
+struct DenyByDefaultExt;
+
+fn refuse(e: AppError, info: &ResolveInfo<'_>) -> ServerError {
+    let err = async_graphql::Error::from(e);
+    let mut se = ServerError::new(err.message, None);
+    se.extensions = err.extensions;
+    se.path = vec![PathSegment::Field(
+        info.alias.unwrap_or(info.name).to_owned(),
+    )];
+    se
+}
+
+#[async_trait::async_trait]
+impl Extension for DenyByDefaultExt {
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        if info.path_node.parent.is_none()
+            && ROOTS.contains(&info.parent_type)
+            && !info.is_for_introspection
+            && !PUBLIC_FIELDS.contains(&info.name)
+        {
+            let viewer = ctx.data_opt::<RequestCtx>().and_then(|r| r.viewer.as_ref());
+            match viewer {
+                None => return Err(refuse(AppError::Unauthenticated, &info)),
+                Some(v) if v.restricted && !RESTRICTED_FIELDS.contains(&info.name) => {
+                    if let Some(state) = ctx.data_opt::<AppState>() {
+                        let ev = AuditEvent::by(v, "guard.denied", "field")
+                            .resource(info.name.to_owned())
+                            .outcome(Outcome::Denied)
+                            .detail(serde_json::json!({ "code": "FORBIDDEN", "reason": "mfa_enrolment_required" }));
+                        state.audit.record(ev).await.map_err(|e| refuse(e, &info))?;
+                    }
+                    return Err(refuse(AppError::Forbidden(MFA_ENROLMENT_REQUIRED), &info));
+                }
+                Some(_) => {}
+            }
+        }
+        next.run(ctx, info).await
+    }
+}

@@ -1,0 +1,99 @@
+//! Schema assembly: the domain roots merged into one schema, plus limits and extensions.
+pub mod context;
+pub mod deny_by_default;
+pub mod document_cache;
+pub mod guards;
+pub mod loaders;
+pub mod ws_session;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+
+use crate::access::graphql::AccessMutation;
+use crate::audit::graphql::AuditQuery;
+use crate::auth::graphql::{AuthMutation, AuthQuery};
+use crate::consent::graphql::{ConsentMutation, ConsentQuery};
+use crate::patients::graphql::{PatientMutation, PatientQuery};
+use crate::records::graphql::RecordsMutation;
+use crate::state::AppState;
+
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(AuthQuery, PatientQuery, ConsentQuery, AuditQuery);
+
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(
+    AuthMutation,
+    PatientMutation,
+    ConsentMutation,
+    RecordsMutation,
+    AccessMutation,
+);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Limits applied to every operation.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub depth: usize,
+    pub complexity: usize,
+    pub introspection: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            depth: 12,
+            complexity: 500,
+            introspection: true,
+        }
+    }
+}
+
+/// The schema without state: enough to print the SDL.
+pub fn schema_builder(
+    limits: Limits,
+) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    let mut b = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .limit_depth(limits.depth)
+    .limit_complexity(limits.complexity)
+    .limit_recursive_depth(32)
+    .limit_directives(20)
+    .extension(document_cache::DocumentCache::new(512))
+    .extension(ws_session::WsViewer)
+    .extension(deny_by_default::DenyByDefault);
+    if !limits.introspection {
+        b = b.disable_introspection();
+    }
+    b
+}
+
+pub fn build(state: &AppState) -> AppSchema {
+    let cfg = &state.cfg;
+    let limits = Limits {
+        depth: cfg.query_depth_limit,
+        complexity: cfg.query_complexity_limit,
+        introspection: cfg.introspection,
+    };
+    schema_builder(limits).data(state.clone()).finish()
+}
+
+/// The SDL as `caregraph schema` prints it and `schema.graphql` stores it.
+pub fn sdl() -> String {
+    schema_builder(Limits::default()).finish().sdl()
+}
+
+/// Per-request loaders.
+pub fn request_loaders(state: &AppState) -> DataLoader<loaders::AllergiesByPatient> {
+    DataLoader::new(
+        loaders::AllergiesByPatient {
+            db: state.db.clone(),
+        },
+        tokio::spawn,
+    )
+}

@@ -1,0 +1,354 @@
+//! GraphQL over HTTP (POST, and GET for queries) and over websocket (graphql-transport-ws,
+//! legacy graphql-ws accepted). The Viewer is built here, once per request.
+use std::net::{IpAddr, SocketAddr};
+
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Data, ErrorExtensionValues, Value};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLWebSocket};
+use axum::extract::ws::{CloseFrame, Message};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+
+use super::HttpState;
+use crate::access::RequestMeta;
+use crate::auth::service::resolve_viewer;
+use crate::graphql::context::RequestCtx;
+use crate::graphql::ws_session::WsSession;
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
+fn meta(headers: &HeaderMap, peer: SocketAddr, trusted: &[IpAddr]) -> RequestMeta {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let forwarded = text("x-forwarded-for");
+    RequestMeta {
+        ip: Some(client_ip(peer.ip(), forwarded.as_deref(), trusted).to_string()),
+        user_agent: text("user-agent").map(|u| u.chars().take(256).collect()),
+        request_id: text("x-request-id"),
+    }
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy, in which case the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let Some(chain) = forwarded_for else {
+        return peer;
+    };
+    for hop in chain.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return ip,
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
+fn wants_graphql_response_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains(GRAPHQL_RESPONSE_JSON))
+}
+
+/// Give every error a stable `extensions.code`. Errors that arrive without one are either
+/// request errors (parse/validation: VALIDATION) or unexpected field errors, which are
+/// logged and shown only as "internal error".
+fn backstop(resp: &mut async_graphql::Response) {
+    for e in &mut resp.errors {
+        let has_code = e
+            .extensions
+            .as_ref()
+            .is_some_and(|x| x.get("code").is_some());
+        if has_code {
+            continue;
+        }
+        let ext = e
+            .extensions
+            .get_or_insert_with(ErrorExtensionValues::default);
+        if e.path.is_empty() {
+            ext.set("code", "VALIDATION");
+        } else if is_input_error(&e.message) {
+            // Argument coercion failures (e.g. a malformed date) can quote the value: never
+            // show or log it.
+            ext.set("code", "VALIDATION");
+            e.message = "an argument has the wrong type or format".into();
+        } else {
+            // The message may quote input; log where it happened, not what it says.
+            let path = serde_json::to_string(&e.path).unwrap_or_default();
+            tracing::error!(error.path = %path, "field error without a code");
+            ext.set("code", "INTERNAL");
+            e.message = "internal error".into();
+        }
+    }
+}
+
+/// async-graphql's own messages for values that do not coerce to the argument's type.
+fn is_input_error(message: &str) -> bool {
+    [
+        "Expected input type",
+        "Failed to parse",
+        "Invalid value for argument",
+    ]
+    .iter()
+    .any(|p| message.starts_with(p))
+}
+
+fn respond(mut resp: async_graphql::Response, graphql_json: bool) -> Response {
+    backstop(&mut resp);
+    // A request error (nothing executed) has no path on any error and no data.
+    let request_error = resp.data == Value::Null
+        && !resp.errors.is_empty()
+        && resp.errors.iter().all(|e| e.path.is_empty());
+    let status = if graphql_json && request_error {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    match serde_json::to_vec(&resp) {
+        Ok(body) => json_response(status, body, graphql_json),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, graphql_json: bool) -> Response {
+    let ct = if graphql_json {
+        GRAPHQL_RESPONSE_JSON
+    } else {
+        "application/json"
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(ct))],
+        body,
+    )
+        .into_response()
+}
+
+fn error_response(status: StatusCode, code: &str, message: &str, graphql_json: bool) -> Response {
+    let body =
+        serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    json_response(status, body.to_string().into_bytes(), graphql_json)
+}
+
+async fn execute(
+    s: &HttpState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    req: async_graphql::Request,
+) -> Response {
+    let graphql_json = wants_graphql_response_json(headers);
+    let meta = meta(headers, peer, &s.app.cfg.trusted_proxies);
+    let viewer = match bearer(headers) {
+        Some(token) => match resolve_viewer(&s.app, token, meta.clone()).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = ?e, "session lookup failed");
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "INTERNAL",
+                    "internal error",
+                    graphql_json,
+                );
+            }
+        },
+        None => None,
+    };
+    let req = req
+        .data(RequestCtx { viewer, meta })
+        .data(crate::graphql::request_loaders(&s.app));
+    respond(s.schema.execute(req).await, graphql_json)
+}
+
+pub async fn post_handler(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    req: GraphQLRequest,
+) -> Response {
+    execute(&s, &headers, peer, req.into_inner()).await
+}
+
+fn is_mutation(req: &async_graphql::Request) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(&req.query) else {
+        return false;
+    };
+    doc.operations.iter().any(|(name, op)| {
+        let selected = match (&req.operation_name, name) {
+            (Some(want), Some(n)) => want == n.as_str(),
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        selected && op.node.ty != OperationType::Query
+    })
+}
+
+/// GraphiQL for browsers (development only); otherwise a query in the URL.
+pub async fn get_handler(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    req: Result<GraphQLRequest, async_graphql_axum::rejection::GraphQLRejection>,
+) -> Response {
+    let browser = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if uri.query().is_none_or(|q| !q.contains("query=")) {
+        if browser && s.app.cfg.graphiql {
+            let page = GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql/ws")
+                .finish();
+            return Html(page).into_response();
+        }
+        let graphql_json = wants_graphql_response_json(&headers);
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION",
+            "send a query with POST, or as ?query= on GET",
+            graphql_json,
+        );
+    }
+    let Ok(req) = req else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION",
+            "the query string is not a GraphQL request",
+            false,
+        );
+    };
+    let req = req.into_inner();
+    if is_mutation(&req) {
+        let mut r = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "VALIDATION",
+            "mutations must be sent with POST",
+            wants_graphql_response_json(&headers),
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    execute(&s, &headers, peer, req).await
+}
+
+/// Subscriptions. The access token goes in `connection_init` as
+/// `{ "authorization": "Bearer …" }`. We read that first message ourselves so that a socket
+/// without a valid token is closed with 4403 (4408 when no init arrives in time), as the
+/// graphql-transport-ws protocol asks; async-graphql alone would close with 1002.
+pub async fn ws_handler(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let meta = meta(&headers, peer, &s.app.cfg.trusted_proxies);
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            let (mut sink, mut stream) = socket.split();
+            let first = tokio::time::timeout(INIT_TIMEOUT, stream.next()).await;
+            let init = match first {
+                Ok(Some(Ok(Message::Text(text)))) => text,
+                Ok(_) => return,
+                Err(_) => {
+                    let _ = sink
+                        .send(close(4408, "connection initialisation timeout"))
+                        .await;
+                    return;
+                }
+            };
+            let token = serde_json::from_str::<serde_json::Value>(init.as_str())
+                .ok()
+                .and_then(|m| {
+                    if m["type"] != "connection_init" {
+                        return None;
+                    }
+                    let auth = m["payload"]
+                        .get("authorization")
+                        .or_else(|| m["payload"].get("Authorization"))?;
+                    let v = auth.as_str()?;
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                        .map(str::to_owned)
+                });
+            let Some(token) = token else {
+                let _ = sink.send(close(4403, "Forbidden")).await;
+                return;
+            };
+            let signed_in = resolve_viewer(&s.app, &token, meta.clone())
+                .await
+                .ok()
+                .flatten();
+            if signed_in.is_none_or(|v| v.restricted) {
+                let _ = sink.send(close(4403, "Forbidden")).await;
+                return;
+            }
+            let replayed =
+                futures_util::stream::once(async move { Ok(Message::Text(init)) }).chain(stream);
+            GraphQLWebSocket::new_with_pair(sink, replayed, s.schema.clone(), protocol)
+                .on_connection_init(move |_payload| async move {
+                    // Only the token stays on the socket; each operation resolves the viewer
+                    // afresh (graphql::ws_session).
+                    let mut data = Data::default();
+                    data.insert(WsSession { token, meta });
+                    Ok(data)
+                })
+                .serve()
+                .await
+        })
+}
+
+const INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_ip;
+
+    #[test]
+    fn forwarded_for_only_from_trusted_proxies() {
+        let lb: std::net::IpAddr = "10.0.0.5".parse().unwrap();
+        let client: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+        let trusted = [lb];
+        // Untrusted peers cannot claim another address.
+        assert_eq!(client_ip(client, Some("198.51.100.1"), &trusted), client);
+        // Behind the load balancer: the right-most untrusted hop, not a spoofed left one.
+        assert_eq!(
+            client_ip(lb, Some("198.51.100.1, 203.0.113.7"), &trusted),
+            client
+        );
+        assert_eq!(
+            client_ip(lb, Some("203.0.113.7, 10.0.0.5"), &trusted),
+            client
+        );
+        assert_eq!(client_ip(lb, None, &trusted), lb);
+        assert_eq!(client_ip(lb, Some("garbage"), &trusted), lb);
+    }
+}

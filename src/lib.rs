@@ -1,0 +1,19 @@
+//! Caregraph: a HIPAA-grade GraphQL backend-for-frontend for a patient portal.
+pub mod access;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod consent;
+pub mod crypto;
+pub mod error;
+pub mod fhir;
+pub mod graphql;
+pub mod http;
+pub mod patients;
+pub mod records;
+pub mod seed;
+pub mod startup;
+pub mod state;
+pub mod stores;
+pub mod telemetry;

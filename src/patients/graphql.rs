@@ -1,0 +1,617 @@
+//! Patient queries, mutations and output types. Resolvers are thin: parse, ask `access`,
+//! call one service fn, map. PHI is decrypted per field, only for fields that were asked.
+use std::sync::Arc;
+
+use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use super::service::{self, NewPatient, PatientChanges, PatientFilter};
+use super::types::*;
+use crate::access::{self, PatientScope, Role, Viewer};
+use crate::audit::AuditEvent;
+use crate::consent::types::ConsentScope;
+use crate::crypto::{KeyRing, Slot};
+use crate::error::{AppError, AppResult};
+use crate::graphql::context::ContextExt;
+use crate::graphql::guards::{ADMIN, PATIENT_DATA_ROLES, RoleGuard, STAFF};
+use entity::patients;
+
+/// A patient. Demographics are visible to the patient, their care team (or a provider with
+/// emergency access) and administrators; clinical fields also need the patient's consent.
+pub struct Patient {
+    row: Arc<patients::Model>,
+    keys: KeyRing,
+    scope: PatientScope,
+    viewer_role: Role,
+    viewer_is_self: bool,
+}
+
+impl Patient {
+    pub fn new(row: patients::Model, keys: &KeyRing, scope: PatientScope, viewer: &Viewer) -> Self {
+        Patient {
+            viewer_is_self: viewer.patient_id == Some(row.id),
+            row: Arc::new(row),
+            keys: keys.clone(),
+            scope,
+            viewer_role: viewer.role,
+        }
+    }
+
+    pub fn scope(&self) -> &PatientScope {
+        &self.scope
+    }
+
+    fn slot(&self, column: &'static str) -> Slot<'_> {
+        Slot {
+            table: service::TABLE,
+            column,
+            row: &self.row.id,
+        }
+    }
+
+    fn open(&self, column: &'static str, ct: &[u8]) -> AppResult<String> {
+        self.keys.open_str(self.slot(column), ct)
+    }
+
+    fn open_opt(&self, column: &'static str, ct: &Option<Vec<u8>>) -> AppResult<Option<String>> {
+        ct.as_deref().map(|c| self.open(column, c)).transpose()
+    }
+
+    fn open_json<T: serde::de::DeserializeOwned>(
+        &self,
+        column: &'static str,
+        ct: &Option<Vec<u8>>,
+    ) -> AppResult<Option<T>> {
+        match ct {
+            None => Ok(None),
+            Some(c) => {
+                let bytes = self
+                    .keys
+                    .open(self.slot(column), c)
+                    .map_err(AppError::internal)?;
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(AppError::internal)
+            }
+        }
+    }
+
+    fn birth_date_value(&self) -> AppResult<NaiveDate> {
+        self.open("birth_date", &self.row.birth_date_enc)?
+            .parse()
+            .map_err(|_| AppError::internal_msg("stored birth date is malformed"))
+    }
+}
+
+#[Object]
+impl Patient {
+    async fn id(&self) -> ID {
+        ID(self.row.id.to_string())
+    }
+    /// Medical record number (unique).
+    async fn mrn(&self) -> Result<String> {
+        Ok(self.open("mrn", &self.row.mrn_enc)?)
+    }
+    async fn given_name(&self) -> Result<String> {
+        Ok(self.open("given_name", &self.row.given_name_enc)?)
+    }
+    async fn middle_name(&self) -> Result<Option<String>> {
+        Ok(self.open_opt("middle_name", &self.row.middle_name_enc)?)
+    }
+    async fn family_name(&self) -> Result<String> {
+        Ok(self.open("family_name", &self.row.family_name_enc)?)
+    }
+    async fn birth_date(&self) -> Result<NaiveDate> {
+        Ok(self.birth_date_value()?)
+    }
+    async fn sex_at_birth(&self) -> Result<SexAtBirth> {
+        Ok(SexAtBirth::parse(&self.row.sex_at_birth)
+            .ok_or_else(|| AppError::internal_msg("bad sex_at_birth"))?)
+    }
+    async fn gender_identity(&self) -> Result<GenderIdentity> {
+        Ok(GenderIdentity::parse(&self.row.gender_identity)
+            .ok_or_else(|| AppError::internal_msg("bad gender_identity"))?)
+    }
+    /// Free text when `genderIdentity` is `OTHER`.
+    async fn gender_identity_other(&self) -> Result<Option<String>> {
+        Ok(self.open_opt("gender_identity_other", &self.row.gender_identity_other_enc)?)
+    }
+    /// Lower-case e-mail address.
+    async fn email(&self) -> Result<Option<String>> {
+        Ok(self.open_opt("email", &self.row.email_enc)?)
+    }
+    /// E.164 phone number.
+    async fn phone(&self) -> Result<Option<String>> {
+        Ok(self.open_opt("phone", &self.row.phone_enc)?)
+    }
+    async fn address(&self) -> Result<Option<Address>> {
+        Ok(self.open_json("address", &self.row.address_enc)?)
+    }
+    async fn emergency_contact(&self) -> Result<Option<EmergencyContact>> {
+        Ok(self.open_json("emergency_contact", &self.row.emergency_contact_enc)?)
+    }
+    /// Last four digits of the SSN, for the patient and administrators only. The full
+    /// number is write-only.
+    async fn ssn_last4(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        if !(self.viewer_is_self || self.viewer_role == Role::Admin) {
+            let e = AppError::Forbidden("only the patient and administrators see SSN digits");
+            let id = self.row.id;
+            return access::deny(ctx.state()?, ctx.viewer()?, id, "patient.read_ssn", e)
+                .await
+                .map_err(Into::into);
+        }
+        Ok(self.open_opt("ssn_last4", &self.row.ssn_last4_enc)?)
+    }
+    /// BCP 47 language tag.
+    async fn preferred_language(&self) -> Option<String> {
+        self.row.preferred_language.clone()
+    }
+    async fn consent_to_contact(&self) -> bool {
+        self.row.consent_to_contact
+    }
+    /// Increments on every change; pass it back as `expectedVersion` to `updatePatient`.
+    async fn version(&self) -> i32 {
+        self.row.version
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.row.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.row.updated_at
+    }
+    async fn archived_at(&self) -> Option<DateTime<Utc>> {
+        self.row.archived_at
+    }
+    /// Allergies and intolerances. Needs the ALLERGIES consent for care-team providers.
+    async fn allergies(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<Vec<crate::records::graphql::Allergy>>> {
+        let scope = consent_scope(ctx, self, ConsentScope::Allergies, "allergy.read").await?;
+        Ok(Some(
+            crate::records::graphql::patient_allergies(ctx, &scope).await?,
+        ))
+    }
+    /// The patient as a FHIR R4 `Patient` resource.
+    async fn fhir(&self) -> Result<async_graphql::Json<serde_json::Value>> {
+        let f = crate::fhir::PatientFields {
+            id: self.row.id,
+            mrn: self.open("mrn", &self.row.mrn_enc)?,
+            given_name: self.open("given_name", &self.row.given_name_enc)?,
+            middle_name: self.open_opt("middle_name", &self.row.middle_name_enc)?,
+            family_name: self.open("family_name", &self.row.family_name_enc)?,
+            birth_date: self.birth_date_value()?,
+            sex_at_birth: &self.row.sex_at_birth,
+            email: self.open_opt("email", &self.row.email_enc)?,
+            phone: self.open_opt("phone", &self.row.phone_enc)?,
+            address: self.open_json("address", &self.row.address_enc)?,
+            preferred_language: self.row.preferred_language.clone(),
+            active: self.row.archived_at.is_none(),
+            version: self.row.version,
+            updated_at: self.row.updated_at,
+        };
+        Ok(async_graphql::Json(crate::fhir::patient_resource(&f)))
+    }
+}
+
+/// The one guard mechanism for consent-scoped fields on Patient: asks `access` for the
+/// clinical scope (CONSENT_REQUIRED with the missing scope when the care team lacks it).
+pub async fn consent_scope(
+    ctx: &Context<'_>,
+    patient: &Patient,
+    scope: ConsentScope,
+    action: &'static str,
+) -> AppResult<PatientScope> {
+    let state = ctx.state()?;
+    let viewer = ctx.viewer()?;
+    access::clinical_scope(state, viewer, patient.row.id, scope, action).await
+}
+
+/// Names of the fields selected on a patient, recorded in its read audit row.
+fn selected(field: async_graphql::SelectionField<'_>) -> Vec<String> {
+    field
+        .selection_set()
+        .map(|f| f.name().to_owned())
+        .filter(|n| !n.starts_with("__"))
+        .collect()
+}
+
+fn read_event(viewer: &Viewer, scope: &PatientScope, fields: &[String]) -> AuditEvent {
+    AuditEvent::by(viewer, "patient.read", "patient")
+        .scope(scope)
+        .resource(scope.patient_id().to_string())
+        .detail(serde_json::json!({ "fields": fields }))
+}
+
+pub fn parse_id(field: &'static str, id: &ID) -> AppResult<Uuid> {
+    Uuid::parse_str(id.as_str()).map_err(|_| AppError::validation(field, "must be a UUID"))
+}
+
+/// An edge in a patients connection.
+#[derive(SimpleObject)]
+pub struct PatientEdge {
+    /// Opaque cursor.
+    pub cursor: String,
+    pub node: Patient,
+}
+
+/// Relay-style page information.
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub start_cursor: Option<String>,
+    pub end_cursor: Option<String>,
+}
+
+/// A page of patients the viewer may see.
+#[derive(SimpleObject)]
+pub struct PatientConnection {
+    pub edges: Vec<PatientEdge>,
+    pub page_info: PageInfo,
+    /// How many patients the viewer may see under this filter (never more).
+    pub total_count: u64,
+}
+
+pub fn encode_cursor(id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("p1:{id}"))
+}
+
+pub fn decode_cursor(c: &str) -> AppResult<Uuid> {
+    let bad = || AppError::validation("after", "is not a cursor returned by this API");
+    let raw = URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
+    let s = std::str::from_utf8(&raw).map_err(|_| bad())?;
+    s.strip_prefix("p1:")
+        .and_then(|u| Uuid::parse_str(u).ok())
+        .ok_or_else(bad)
+}
+
+/// Exact-match filters (through blind indexes) for `patients`.
+#[derive(InputObject, Default)]
+pub struct PatientFilterInput {
+    pub family_name: Option<String>,
+    pub birth_date: Option<NaiveDate>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub mrn: Option<String>,
+    /// ADMIN only; ignored for other roles.
+    #[graphql(default = false)]
+    pub include_archived: bool,
+}
+
+#[derive(Default)]
+pub struct PatientQuery;
+
+#[Object]
+impl PatientQuery {
+    /// One patient. NOT_FOUND both when it does not exist and when you may not see it.
+    #[graphql(guard = "RoleGuard(PATIENT_DATA_ROLES)")]
+    async fn patient(&self, ctx: &Context<'_>, id: ID) -> Result<Patient> {
+        let state = ctx.state()?;
+        let viewer = ctx.viewer()?;
+        let id = parse_id("id", &id)?;
+        let (row, scope) = service::get(state, viewer, id).await?;
+        let fields = selected(ctx.field());
+        state
+            .audit
+            .record(read_event(viewer, &scope, &fields))
+            .await?;
+        Ok(Patient::new(row, &state.keys, scope, viewer))
+    }
+
+    /// The patients you may see, filtered and paged (`first` ≤ 100).
+    #[graphql(guard = "RoleGuard(PATIENT_DATA_ROLES)")]
+    async fn patients(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<PatientFilterInput>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> Result<PatientConnection> {
+        let state = ctx.state()?;
+        let viewer = ctx.viewer()?;
+        if !(1..=100).contains(&first) {
+            return Err(AppError::validation("first", "must be between 1 and 100").into());
+        }
+        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let f = filter.unwrap_or_default();
+        let filter = PatientFilter {
+            family_name: f.family_name,
+            birth_date: f.birth_date,
+            email: f.email,
+            phone: f.phone,
+            mrn: f.mrn,
+            include_archived: f.include_archived,
+        };
+        let look = ctx.look_ahead();
+        let want_total = look.field("totalCount").exists();
+        let node_fields: Vec<String> = ctx
+            .field()
+            .selection_set()
+            .filter(|f| f.name() == "edges")
+            .flat_map(|e| {
+                e.selection_set()
+                    .filter(|f| f.name() == "node")
+                    .flat_map(selected)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let page = service::list(state, viewer, &filter, first as u64, after, want_total).await?;
+        let ids: Vec<_> = page.rows.iter().map(|r| r.id).collect();
+        access::preload(state, viewer, &ids).await?;
+        let mut edges = Vec::with_capacity(page.rows.len());
+        let mut events = Vec::with_capacity(page.rows.len());
+        for row in page.rows {
+            // Access can change between the page query and here (a care-team removal):
+            // such a row is left out (its denial audited), not the whole page failed.
+            let scope = match access::demographics_scope(state, viewer, row.id).await {
+                Ok(scope) => scope,
+                Err(AppError::NotFound) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if !node_fields.is_empty() {
+                events.push(read_event(viewer, &scope, &node_fields));
+            }
+            edges.push(PatientEdge {
+                cursor: encode_cursor(row.id),
+                node: Patient::new(row, &state.keys, scope, viewer),
+            });
+        }
+        state.audit.record_many(events).await?;
+        Ok(PatientConnection {
+            page_info: PageInfo {
+                has_next_page: page.has_next,
+                has_previous_page: after.is_some(),
+                start_cursor: edges.first().map(|e| e.cursor.clone()),
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
+            total_count: page.total,
+        })
+    }
+}
+
+/// Demographics for a new patient.
+#[derive(InputObject)]
+pub struct CreatePatientInput {
+    /// Generated when omitted.
+    pub mrn: Option<String>,
+    pub given_name: String,
+    pub middle_name: Option<String>,
+    pub family_name: String,
+    pub birth_date: NaiveDate,
+    pub sex_at_birth: SexAtBirth,
+    pub gender_identity: GenderIdentity,
+    /// Required when `genderIdentity` is `OTHER`.
+    pub gender_identity_other: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<Address>,
+    pub emergency_contact: Option<EmergencyContact>,
+    /// Write-only: stored encrypted, never returned (only `ssnLast4`).
+    pub ssn: Option<String>,
+    pub preferred_language: Option<String>,
+    #[graphql(default = false)]
+    pub consent_to_contact: bool,
+}
+
+fn gender(g: GenderIdentity, other: Option<String>) -> AppResult<(GenderIdentity, Option<String>)> {
+    match (g, other) {
+        (GenderIdentity::Other, Some(o)) => Ok((g, Some(parse_gender_other(&o)?))),
+        (GenderIdentity::Other, None) => Err(AppError::validation(
+            "genderIdentityOther",
+            "is required when genderIdentity is OTHER",
+        )),
+        (_, Some(_)) => Err(AppError::validation(
+            "genderIdentityOther",
+            "is only allowed with OTHER",
+        )),
+        (_, None) => Ok((g, None)),
+    }
+}
+
+impl CreatePatientInput {
+    fn parse(self) -> AppResult<NewPatient> {
+        let (gender_identity, gender_identity_other) =
+            gender(self.gender_identity, self.gender_identity_other)?;
+        let non_blank = |s: Option<String>| s.filter(|v| !v.trim().is_empty());
+        Ok(NewPatient {
+            mrn: self.mrn.as_deref().map(parse_mrn).transpose()?,
+            given_name: parse_name("givenName", &self.given_name)?,
+            middle_name: non_blank(self.middle_name)
+                .map(|m| parse_name("middleName", &m))
+                .transpose()?,
+            family_name: parse_name("familyName", &self.family_name)?,
+            birth_date: parse_birth_date(self.birth_date)?,
+            sex_at_birth: self.sex_at_birth,
+            gender_identity,
+            gender_identity_other,
+            email: non_blank(self.email).map(|e| parse_email(&e)).transpose()?,
+            phone: non_blank(self.phone)
+                .map(|p| parse_phone("phone", &p))
+                .transpose()?,
+            address: self.address.map(Address::parse).transpose()?,
+            emergency_contact: self
+                .emergency_contact
+                .map(EmergencyContact::parse)
+                .transpose()?,
+            ssn: self.ssn.as_deref().map(parse_ssn).transpose()?,
+            preferred_language: non_blank(self.preferred_language)
+                .map(|l| parse_language(&l))
+                .transpose()?,
+            consent_to_contact: self.consent_to_contact,
+        })
+    }
+}
+
+/// Changes to a patient; omitted fields stay as they are, `null` clears optional ones.
+#[derive(InputObject, Default)]
+pub struct UpdatePatientInput {
+    pub given_name: Option<String>,
+    pub middle_name: MaybeUndefined<String>,
+    pub family_name: Option<String>,
+    pub birth_date: Option<NaiveDate>,
+    pub sex_at_birth: Option<SexAtBirth>,
+    pub gender_identity: Option<GenderIdentity>,
+    pub gender_identity_other: Option<String>,
+    pub email: MaybeUndefined<String>,
+    pub phone: MaybeUndefined<String>,
+    pub address: MaybeUndefined<Address>,
+    pub emergency_contact: MaybeUndefined<EmergencyContact>,
+    pub ssn: MaybeUndefined<String>,
+    pub preferred_language: MaybeUndefined<String>,
+    pub consent_to_contact: Option<bool>,
+}
+
+fn maybe<T, U>(
+    m: MaybeUndefined<T>,
+    f: impl FnOnce(T) -> AppResult<U>,
+) -> AppResult<Option<Option<U>>> {
+    match m {
+        MaybeUndefined::Undefined => Ok(None),
+        MaybeUndefined::Null => Ok(Some(None)),
+        MaybeUndefined::Value(v) => f(v).map(|u| Some(Some(u))),
+    }
+}
+
+impl UpdatePatientInput {
+    fn parse(self) -> AppResult<PatientChanges> {
+        let gender_identity = match (self.gender_identity, self.gender_identity_other) {
+            (Some(g), other) => Some(gender(g, other)?),
+            (None, Some(_)) => {
+                return Err(AppError::validation(
+                    "genderIdentityOther",
+                    "must come with genderIdentity",
+                ));
+            }
+            (None, None) => None,
+        };
+        Ok(PatientChanges {
+            given_name: self
+                .given_name
+                .map(|n| parse_name("givenName", &n))
+                .transpose()?,
+            middle_name: maybe(self.middle_name, |m| parse_name("middleName", &m))?,
+            family_name: self
+                .family_name
+                .map(|n| parse_name("familyName", &n))
+                .transpose()?,
+            birth_date: self.birth_date.map(parse_birth_date).transpose()?,
+            sex_at_birth: self.sex_at_birth,
+            gender_identity,
+            email: maybe(self.email, |e| parse_email(&e))?,
+            phone: maybe(self.phone, |p| parse_phone("phone", &p))?,
+            address: maybe(self.address, Address::parse)?,
+            emergency_contact: maybe(self.emergency_contact, EmergencyContact::parse)?,
+            ssn: maybe(self.ssn, |s| parse_ssn(&s))?,
+            preferred_language: maybe(self.preferred_language, |l| parse_language(&l))?,
+            consent_to_contact: self.consent_to_contact,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct PatientMutation;
+
+#[Object]
+impl PatientMutation {
+    /// Register a patient (ADMIN, PROVIDER). Repeating the call with the same
+    /// `idempotencyKey` and input returns the first result; a different input is CONFLICT.
+    #[graphql(guard = "RoleGuard(STAFF)")]
+    async fn create_patient(
+        &self,
+        ctx: &Context<'_>,
+        input: CreatePatientInput,
+        idempotency_key: Option<String>,
+    ) -> Result<Patient> {
+        let state = ctx.state()?;
+        let viewer = ctx.viewer()?;
+        if idempotency_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > 100)
+        {
+            return Err(
+                AppError::validation("idempotencyKey", "must be 1 to 100 characters").into(),
+            );
+        }
+        let input = input.parse()?;
+        let row = service::create(state, viewer, input, idempotency_key.as_deref()).await?;
+        let scope = access::demographics_scope(state, viewer, row.id).await?;
+        Ok(Patient::new(row, &state.keys, scope, viewer))
+    }
+
+    /// Change demographics. A stale `expectedVersion` is CONFLICT and changes nothing.
+    #[graphql(guard = "RoleGuard(PATIENT_DATA_ROLES)")]
+    async fn update_patient(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        expected_version: i32,
+        input: UpdatePatientInput,
+    ) -> Result<Patient> {
+        let state = ctx.state()?;
+        let viewer = ctx.viewer()?;
+        let id = parse_id("id", &id)?;
+        let changes = input.parse()?;
+        let (_, scope) = service::get(state, viewer, id).await?;
+        if scope.break_glass() {
+            let e = AppError::Forbidden(
+                "emergency access is read-only for demographics; ask an administrator to add you to the care team",
+            );
+            return access::deny(state, viewer, id, "patient.update", e)
+                .await
+                .map_err(Into::into);
+        }
+        if viewer.role == Role::Patient && changes.touches_identity() {
+            return access::deny(
+                state,
+                viewer,
+                id,
+                "patient.update",
+                AppError::Forbidden(
+                    "patients may change contact details, language and gender identity; ask your clinic to correct names, birth date or SSN",
+                ),
+            )
+            .await
+            .map_err(Into::into);
+        }
+        let row = service::update(state, viewer, &scope, expected_version, changes).await?;
+        Ok(Patient::new(row, &state.keys, scope, viewer))
+    }
+
+    /// Soft-archive a patient (ADMIN), with the reason kept encrypted.
+    #[graphql(guard = "RoleGuard(ADMIN)")]
+    async fn archive_patient(&self, ctx: &Context<'_>, id: ID, reason: String) -> Result<Patient> {
+        let state = ctx.state()?;
+        let viewer = ctx.viewer()?;
+        let id = parse_id("id", &id)?;
+        let reason = parse_reason(&reason)?;
+        let scope = access::admin_scope(state, viewer, id, "patient.archive").await?;
+        if !service::exists(&state.db, id).await? {
+            return access::deny(state, viewer, id, "patient.archive", AppError::NotFound)
+                .await
+                .map_err(Into::into);
+        }
+        let row = service::set_archived(state, viewer, &scope, Some(&reason)).await?;
+        Ok(Patient::new(row, &state.keys, scope, viewer))
+    }
+
+    /// Bring an archived patient back (ADMIN).
+    #[graphql(guard = "RoleGuard(ADMIN)")]
+    async fn restore_patient(&self, ctx: &Context<'_>, id: ID) -> Result<Patient> {
+        let state = ctx.state()?;
+        let viewer = ctx.viewer()?;
+        let id = parse_id("id", &id)?;
+        let scope = access::admin_scope(state, viewer, id, "patient.restore").await?;
+        if !service::exists(&state.db, id).await? {
+            return access::deny(state, viewer, id, "patient.restore", AppError::NotFound)
+                .await
+                .map_err(Into::into);
+        }
+        let row = service::set_archived(state, viewer, &scope, None).await?;
+        Ok(Patient::new(row, &state.keys, scope, viewer))
+    }
+}

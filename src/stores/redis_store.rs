@@ -1,0 +1,193 @@
+//! Redis stores: sessions as JSON with a sliding TTL (GETEX, one round trip per request),
+//! refresh rotation as one Lua script, counters with INCR + EXPIRE NX.
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+
+use super::*;
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    rotate: Script,
+    mark_mfa: Script,
+}
+
+/// Flip the MFA flags in place, leaving the refresh generation as it is.
+const MARK_MFA_LUA: &str = r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local s = cjson.decode(raw)
+s['mfa_enrolled'] = true
+s['restricted'] = false
+redis.call('SET', KEYS[1], cjson.encode(s), 'EX', ARGV[1])
+return 1
+"#;
+
+/// Compare-and-advance of the refresh generation; revoke the session on mismatch.
+/// Returns the new session JSON, 0 for reuse (session deleted), or nil when it is gone.
+const ROTATE_LUA: &str = r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return nil end
+local s = cjson.decode(raw)
+if tonumber(s['refresh_gen']) == tonumber(ARGV[1]) then
+  s['refresh_gen'] = s['refresh_gen'] + 1
+  local out = cjson.encode(s)
+  redis.call('SET', KEYS[1], out, 'EX', ARGV[2])
+  return out
+end
+redis.call('DEL', KEYS[1])
+return 0
+"#;
+
+impl RedisStore {
+    pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
+        let client = redis::Client::open(url)?;
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_with_config(client, cfg).await?;
+        Ok(RedisStore {
+            conn,
+            prefix: prefix.to_owned(),
+            rotate: Script::new(ROTATE_LUA),
+            mark_mfa: Script::new(MARK_MFA_LUA),
+        })
+    }
+
+    fn key(&self, kind: &str, k: &str) -> String {
+        format!("{}{kind}:{k}", self.prefix)
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}
+
+fn secs(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}
+
+#[async_trait::async_trait]
+impl SessionStore for RedisStore {
+    async fn create(&self, sid: &str, session: &Session, idle: Duration) -> StoreResult<()> {
+        let json = serde_json::to_string(session)?;
+        let _: () = self
+            .conn()
+            .set_ex(self.key("s", sid), json, secs(idle))
+            .await?;
+        Ok(())
+    }
+
+    async fn touch(&self, sid: &str, idle: Duration) -> StoreResult<Option<Session>> {
+        let raw: Option<String> = self
+            .conn()
+            .get_ex(self.key("s", sid), redis::Expiry::EX(secs(idle)))
+            .await?;
+        Ok(raw.map(|r| serde_json::from_str(&r)).transpose()?)
+    }
+
+    async fn mark_mfa_enrolled(&self, sid: &str, idle: Duration) -> StoreResult<()> {
+        let _: redis::Value = self
+            .mark_mfa
+            .key(self.key("s", sid))
+            .arg(secs(idle))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, sid: &str) -> StoreResult<()> {
+        let _: () = self.conn().del(self.key("s", sid)).await?;
+        Ok(())
+    }
+
+    async fn put_refresh(&self, hash: &str, rec: &RefreshRecord, ttl: Duration) -> StoreResult<()> {
+        let json = serde_json::to_string(rec)?;
+        let _: () = self
+            .conn()
+            .set_ex(self.key("r", hash), json, secs(ttl))
+            .await?;
+        Ok(())
+    }
+
+    async fn get_refresh(&self, hash: &str) -> StoreResult<Option<RefreshRecord>> {
+        let raw: Option<String> = self.conn().get(self.key("r", hash)).await?;
+        Ok(raw.map(|r| serde_json::from_str(&r)).transpose()?)
+    }
+
+    async fn rotate(&self, sid: &str, expected: u64, idle: Duration) -> StoreResult<Rotation> {
+        let out: redis::Value = self
+            .rotate
+            .key(self.key("s", sid))
+            .arg(expected)
+            .arg(secs(idle))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(match out {
+            redis::Value::Nil => Rotation::Gone,
+            redis::Value::Int(_) => Rotation::Reused,
+            redis::Value::BulkString(b) => Rotation::Rotated(serde_json::from_slice(&b)?),
+            redis::Value::SimpleString(s) => Rotation::Rotated(serde_json::from_str(&s)?),
+            _ => Rotation::Gone,
+        })
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl KvStore for RedisStore {
+    async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.conn().get(self.key("k", key)).await?)
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> StoreResult<()> {
+        let _: () = self
+            .conn()
+            .set_ex(self.key("k", key), value, secs(ttl))
+            .await?;
+        Ok(())
+    }
+
+    async fn take(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.conn().get_del(self.key("k", key)).await?)
+    }
+}
+
+#[async_trait::async_trait]
+impl RateLimiter for RedisStore {
+    async fn hit(&self, key: &str, window: Duration) -> StoreResult<(u64, u64)> {
+        let k = self.key("l", key);
+        let (count, _, ttl): (u64, i64, i64) = redis::pipe()
+            .atomic()
+            .incr(&k, 1)
+            .cmd("EXPIRE")
+            .arg(&k)
+            .arg(secs(window))
+            .arg("NX")
+            .ttl(&k)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok((count, ttl.max(1) as u64))
+    }
+
+    async fn undo(&self, key: &str) -> StoreResult<()> {
+        let k = self.key("l", key);
+        let n: i64 = self.conn().decr(&k, 1).await?;
+        if n <= 0 {
+            let _: () = self.conn().del(&k).await?;
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, key: &str) -> StoreResult<()> {
+        let _: () = self.conn().del(self.key("l", key)).await?;
+        Ok(())
+    }
+}

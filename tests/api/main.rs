@@ -1,0 +1,11 @@
+//! Integration tests: the real server over HTTP and websocket, on SQLite + in-process
+//! stores and on PostgreSQL + Redis.
+mod helpers;
+
+mod access;
+mod audit;
+mod auth;
+mod matrix;
+mod patients;
+mod platform;
+mod queries;

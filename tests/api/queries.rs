@@ -1,0 +1,68 @@
+//! Statement counts: reads cost a constant number of queries, whatever the page size.
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::on_both_backends;
+
+on_both_backends!(
+    a_patient_read_is_one_query_plus_the_audit_batch,
+    listing_patients_costs_a_constant_number_of_queries
+);
+
+/// Statements (data, audit) that one request caused.
+async fn statements(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    variables: serde_json::Value,
+) -> (u64, u64, serde_json::Value) {
+    let (d0, a0) = app.state.sql.snapshot();
+    let r = app.gql(Some(token), query, variables).await;
+    let (d1, a1) = app.state.sql.snapshot();
+    (d1 - d0, a1 - a0, r)
+}
+
+async fn a_patient_read_is_one_query_plus_the_audit_batch(b: Backend) {
+    let app = spawn_app(b).await;
+    let pid = app.patient_id(PATIENT).await;
+    let q = "query($id: ID!) { patient(id: $id) { id givenName familyName birthDate } }";
+    for email in [DOCTOR, PATIENT, ADMIN] {
+        let t = app.token(email).await;
+        let (data, audit, r) = statements(&app, &t, q, json!({ "id": pid })).await;
+        assert_eq!(r["data"]["patient"]["givenName"], "Testy", "{r}");
+        assert_eq!(
+            data, 1,
+            "{email}: {data} data statements for one patient read"
+        );
+        // The audit batch: lock the chain head, insert the rows, move the head.
+        assert!(audit <= 3, "{email}: {audit} audit statements");
+    }
+}
+
+async fn listing_patients_costs_a_constant_number_of_queries(b: Backend) {
+    let app = spawn_app(b).await;
+    caregraph::seed::bulk_patients(&app.state, 60, |_| {})
+        .await
+        .unwrap();
+    let t = app.token(DOCTOR).await;
+    // Demographics of every row, decrypted and audited per patient.
+    let q = "query($n: Int!) { patients(first: $n) { totalCount edges { node { id mrn givenName familyName birthDate email phone address { city } } } } }";
+    let (small, _, r) = statements(&app, &t, q, json!({ "n": 2 })).await;
+    assert_eq!(
+        r["data"]["patients"]["edges"].as_array().unwrap().len(),
+        2,
+        "{r}"
+    );
+    let (large, _, r) = statements(&app, &t, q, json!({ "n": 50 })).await;
+    assert_eq!(
+        r["data"]["patients"]["edges"].as_array().unwrap().len(),
+        50,
+        "{r}"
+    );
+    assert_eq!(r["data"]["patients"]["totalCount"], 61);
+    assert_eq!(
+        small, large,
+        "statements grow with the page size: {small} for 2, {large} for 50"
+    );
+    assert!(large <= 6, "{large} statements for a page");
+}

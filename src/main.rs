@@ -7,9 +7,13 @@ use caregraph::config::Config;
 use caregraph::crypto::{KeyFile, KeySource, write_private};
 use caregraph::{audit, graphql, seed, startup, telemetry};
 
+/// mimalloc: the request path allocates many small, short-lived objects, and glibc's
+/// malloc spent close to a fifth of the server's CPU on them (perf, bench/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    startup::tune_allocator();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,

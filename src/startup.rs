@@ -144,16 +144,3 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
         .await
         .map_err(|source| StartupError::Bind { addr, source })
 }
-
-/// Make glibc hand large blocks straight back to the OS. Each argon2 hash allocates ~19 MiB;
-/// with glibc's default (a dynamic mmap threshold that grows to the largest block freed)
-/// those blocks land in per-thread arenas after the first login and stay resident, so a
-/// burst of logins leaves hundreds of MB behind. A fixed 1 MiB threshold keeps them mmapped.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only adjusts allocator parameters; it is called once at start-up.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-        libc::mallopt(libc::M_ARENA_MAX, 4);
-    }
-}

@@ -382,7 +382,7 @@ async fn relationship(
     Ok(rel)
 }
 
-/// Record what a combined query already established (see `provider_standing`), so the
+/// Record what a combined query already established (see `patients::service::get`), so the
 /// scope check that follows needs no query of its own.
 pub fn remember(viewer: &Viewer, patient_id: Uuid, care_team: bool, emergency: bool) {
     lock(&viewer.relationships)
@@ -392,41 +392,6 @@ pub fn remember(viewer: &Viewer, patient_id: Uuid, care_team: bool, emergency: b
             emergency,
             scopes: None,
         });
-}
-
-/// Correlated EXISTS expressions on `patients.id`: is the provider on the patient's care
-/// team, and does the provider hold unexpired emergency access. A single read selects them
-/// with the row, so one statement both checks access and loads the patient.
-pub fn provider_standing(
-    provider: Uuid,
-) -> (
-    sea_orm::sea_query::SimpleExpr,
-    sea_orm::sea_query::SimpleExpr,
-) {
-    use sea_orm::sea_query::Expr;
-    let team = Query::select()
-        .expr(Expr::val(1))
-        .from(care_team::Entity)
-        .and_where(
-            Expr::col((care_team::Entity, care_team::Column::PatientId))
-                .equals((patients::Entity, patients::Column::Id)),
-        )
-        .and_where(care_team::Column::ProviderId.eq(provider))
-        .to_owned();
-    let emergency = Query::select()
-        .expr(Expr::val(1))
-        .from(emergency_access::Entity)
-        .and_where(
-            Expr::col((
-                emergency_access::Entity,
-                emergency_access::Column::PatientId,
-            ))
-            .equals((patients::Entity, patients::Column::Id)),
-        )
-        .and_where(emergency_access::Column::ProviderId.eq(provider))
-        .and_where(emergency_access::Column::ExpiresAt.gt(Utc::now()))
-        .to_owned();
-    (Expr::exists(team), Expr::exists(emergency))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -5,7 +5,9 @@
 //! transaction ([`WriteTxn`]), so data and audit commit together. Reads hand their events to
 //! one writer task over a bounded channel ([`AuditLog::record`]); it group-commits a batch
 //! per transaction and then wakes the waiting requests, so no response carries PHI whose
-//! audit row is not durable. Every transaction takes the head-row lock once, first.
+//! audit row is not durable. Every write transaction takes the head-row lock once, first;
+//! on PostgreSQL the writer instead appends each batch in one statement that moves the head
+//! only from the tip it expects (compare-and-set), falling back to the lock after lost races.
 pub mod graphql;
 mod verify;
 
@@ -186,7 +188,7 @@ pub(crate) fn row_hash(m: &audit_log::Model) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-fn chain(head: &mut Head, events: Vec<AuditEvent>) -> Vec<audit_log::ActiveModel> {
+fn chain(head: &mut Head, events: Vec<AuditEvent>) -> Vec<audit_log::Model> {
     // Microsecond precision: what PostgreSQL keeps, so the stored row hashes the same.
     let now = Utc::now().trunc_subsecs(6);
     let mut rows = Vec::with_capacity(events.len());
@@ -213,7 +215,7 @@ fn chain(head: &mut Head, events: Vec<AuditEvent>) -> Vec<audit_log::ActiveModel
         m.hash = row_hash(&m);
         head.seq = m.seq;
         head.hash = m.hash.clone();
-        rows.push(audit_log::ActiveModel::from(m));
+        rows.push(m);
     }
     rows
 }
@@ -246,8 +248,9 @@ async fn append(
         return Ok(());
     }
     let rows = chain(head, events);
+    let rows = rows.into_iter().map(audit_log::ActiveModel::from);
     // Stay well under SQLite's and PostgreSQL's bound-parameter limits (17 columns a row).
-    let mut rows = rows.into_iter().peekable();
+    let mut rows = rows.peekable();
     while rows.peek().is_some() {
         let chunk: Vec<_> = rows.by_ref().take(500).collect();
         audit_log::Entity::insert_many(chunk)
@@ -344,6 +347,8 @@ impl AuditLog {
 
 async fn writer(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
     let mut jobs: Vec<Job> = Vec::new();
+    // The chain's tip as this writer last left it (PostgreSQL only; see `append_optimistic`).
+    let mut head: Option<Head> = None;
     while let Some(first) = rx.recv().await {
         let mut n = first.events.len();
         jobs.push(first);
@@ -357,9 +362,14 @@ async fn writer(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let events: Vec<AuditEvent> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
-        let ok = match commit_batch(&db, events).await {
+        let result = match db.get_database_backend() {
+            DbBackend::Postgres => commit_batch_postgres(&db, &mut head, events).await,
+            _ => commit_batch(&db, events).await,
+        };
+        let ok = match result {
             Ok(()) => true,
             Err(e) => {
+                head = None;
                 tracing::error!(error = ?e, batch = n, "audit batch failed; requests answer INTERNAL");
                 false
             }
@@ -376,4 +386,110 @@ async fn commit_batch(db: &DatabaseConnection, events: Vec<AuditEvent>) -> AppRe
     append(&txn, &mut head, events).await?;
     txn.commit().await?;
     Ok(())
+}
+
+/// Optimistic attempts before a batch falls back to locking the head.
+const OPTIMISTIC_ATTEMPTS: usize = 3;
+
+/// PostgreSQL: append a batch in one autocommitted statement, chained onto the tip this
+/// writer last saw. The statement moves the head only if it is still there and inserts the
+/// rows only if it moved it, so a tip advanced meanwhile (a write transaction, another
+/// instance) inserts nothing: the writer re-reads the tip and chains again. One round trip
+/// per batch instead of five (BEGIN, lock, insert, move, COMMIT); after a few lost races it
+/// takes the lock like a write transaction does.
+async fn commit_batch_postgres(
+    db: &DatabaseConnection,
+    cached: &mut Option<Head>,
+    events: Vec<AuditEvent>,
+) -> AppResult<()> {
+    for _ in 0..OPTIMISTIC_ATTEMPTS {
+        let start = match cached.take() {
+            Some(h) => h,
+            None => read_head(db).await?,
+        };
+        let mut head = start.clone();
+        let rows = chain(&mut head, events.clone());
+        if append_optimistic(db, &start, &head, &rows).await? {
+            *cached = Some(head);
+            return Ok(());
+        }
+    }
+    commit_batch(db, events).await
+}
+
+async fn read_head(db: &DatabaseConnection) -> AppResult<Head> {
+    let row = db
+        .query_one(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT seq, hash FROM audit_head WHERE id = 1",
+        ))
+        .await?
+        .ok_or_else(|| AppError::internal_msg("audit_head row is missing"))?;
+    Ok(Head {
+        seq: row.try_get("", "seq")?,
+        hash: row.try_get("", "hash")?,
+    })
+}
+
+/// The rows travel as one JSON array, so the statement text (and its prepared plan) is the
+/// same whatever the batch size; hashes go hex-encoded.
+const APPEND_SQL: &str = r#"WITH head AS (
+  UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3 RETURNING id
+)
+INSERT INTO audit_log (seq, id, occurred_at, actor_id, actor_role, action, resource_type,
+  resource_id, patient_id, outcome, detail, break_glass, ip, user_agent, request_id,
+  prev_hash, hash)
+SELECT r.seq, r.id, r.occurred_at, r.actor_id, r.actor_role, r.action, r.resource_type,
+  r.resource_id, r.patient_id, r.outcome, r.detail, r.break_glass, r.ip, r.user_agent,
+  r.request_id, decode(r.prev_hash, 'hex'), decode(r.hash, 'hex')
+FROM json_to_recordset($4::json) AS r(seq int8, id uuid, occurred_at timestamptz,
+  actor_id uuid, actor_role text, action text, resource_type text, resource_id text,
+  patient_id uuid, outcome text, detail text, break_glass bool, ip text, user_agent text,
+  request_id text, prev_hash text, hash text)
+WHERE EXISTS (SELECT 1 FROM head)"#;
+
+/// Insert `rows` (chained from `start` to `end`) if the head is still at `start`. Returns
+/// whether it was.
+async fn append_optimistic(
+    db: &DatabaseConnection,
+    start: &Head,
+    end: &Head,
+    rows: &[audit_log::Model],
+) -> AppResult<bool> {
+    let json: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "seq": m.seq,
+                "id": m.id,
+                "occurred_at": timestamp(&m.occurred_at),
+                "actor_id": m.actor_id,
+                "actor_role": m.actor_role,
+                "action": m.action,
+                "resource_type": m.resource_type,
+                "resource_id": m.resource_id,
+                "patient_id": m.patient_id,
+                "outcome": m.outcome,
+                "detail": m.detail,
+                "break_glass": m.break_glass,
+                "ip": m.ip,
+                "user_agent": m.user_agent,
+                "request_id": m.request_id,
+                "prev_hash": hex::encode(&m.prev_hash),
+                "hash": hex::encode(&m.hash),
+            })
+        })
+        .collect();
+    let stmt = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        APPEND_SQL,
+        [
+            end.seq.into(),
+            end.hash.clone().into(),
+            start.seq.into(),
+            serde_json::Value::Array(json).to_string().into(),
+        ],
+    );
+    let res = db.execute(stmt).await?;
+    Ok(res.rows_affected() == rows.len() as u64)
 }

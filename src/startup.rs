@@ -49,6 +49,11 @@ pub async fn connect_db(cfg: &Config) -> Result<DatabaseConnection, StartupError
         // No ping round trip on every acquire: a broken connection fails its query and is
         // replaced; the ping cost one extra round trip per statement.
         .test_before_acquire(false)
+        // Caregraph's statements are short lookups by key or blind index, whose best plan
+        // does not depend on the bound values: plan each once per connection, not on every
+        // execution (PostgreSQL's default re-plans the first five runs and any it deems
+        // costlier generically, which was a visible share of its CPU under load).
+        .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_generic_plan")]))
         .map_sqlx_sqlite_opts(|o| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
             // WAL for concurrent readers; FULL so a committed audit batch survives power loss.
@@ -114,6 +119,9 @@ pub async fn build_state(cfg: Config) -> Result<AppState, StartupError> {
     let passwords = Passwords::new(cfg.hash_params)
         .map_err(|_| StartupError::Setup("invalid password hash parameters".into()))?;
     let audit = AuditLog::start(db.clone(), cfg.audit_queue);
+    let reads = (sea_orm::ConnectionTrait::get_database_backend(&db)
+        == sea_orm::DbBackend::Postgres)
+        .then(|| crate::patients::reads::ProviderReads::start(db.clone(), cfg.audit_queue));
     Ok(AppState {
         cfg: Arc::new(cfg),
         db,
@@ -122,6 +130,7 @@ pub async fn build_state(cfg: Config) -> Result<AppState, StartupError> {
         passwords,
         stores,
         audit,
+        reads,
         sql,
     })
 }

@@ -376,9 +376,15 @@ pub async fn get(
     id: Uuid,
 ) -> AppResult<(patients::Model, PatientScope)> {
     let row = match (viewer.role, viewer.provider_id) {
-        (access::Role::Provider, Some(provider)) => {
-            find_for_provider(&state.db, viewer, provider, id).await?
-        }
+        (access::Role::Provider, Some(provider)) => match &state.reads {
+            Some(reads) => reads.read(provider, id).await?.and_then(|r| {
+                (r.care_team || r.emergency).then(|| {
+                    access::remember(viewer, id, r.care_team, r.emergency);
+                    r.row
+                })
+            }),
+            None => find_for_provider(&state.db, viewer, provider, id).await?,
+        },
         _ => find_visible(&state.db, viewer, id).await?,
     };
     match row {
@@ -394,8 +400,8 @@ pub async fn get(
 /// team and whether they hold unexpired emergency access selected alongside, so `access`
 /// needs no further query. A row with neither is treated as absent.
 ///
-/// The hottest statement of the portal, so its text is built once per backend rather than
-/// per request (building it with sea-query was a tenth of a read's CPU; bench/README.md).
+/// Used on SQLite (on PostgreSQL, [`super::reads`] batches the same statement across
+/// requests). Its text is built once per backend rather than per request (building it with sea-query was a tenth of a read's CPU; bench/README.md).
 async fn find_for_provider(
     db: &impl ConnectionTrait,
     viewer: &Viewer,
@@ -430,16 +436,21 @@ async fn find_for_provider(
     Ok(Some(row))
 }
 
-/// `SELECT` every patient column plus the provider's standing, for placeholders
-/// (provider, now, patient id).
-fn provider_read_sql([provider, now, id]: [&str; 3]) -> String {
+/// Every column of `patients`, qualified and quoted, for hand-written statements.
+pub(super) fn patient_columns() -> String {
     use sea_orm::Iterable;
     let columns: Vec<String> = patients::Column::iter()
         .map(|c| format!(r#""patients"."{}""#, sea_orm::IdenStatic::as_str(&c)))
         .collect();
+    columns.join(", ")
+}
+
+/// `SELECT` every patient column plus the provider's standing, for placeholders
+/// (provider, now, patient id).
+fn provider_read_sql([provider, now, id]: [&str; 3]) -> String {
     format!(
         r#"SELECT {columns}, EXISTS (SELECT 1 FROM "care_team" WHERE "care_team"."patient_id" = "patients"."id" AND "care_team"."provider_id" = {provider}) AS "cg_care_team", EXISTS (SELECT 1 FROM "emergency_access" WHERE "emergency_access"."patient_id" = "patients"."id" AND "emergency_access"."provider_id" = {provider} AND "emergency_access"."expires_at" > {now}) AS "cg_emergency" FROM "patients" WHERE "patients"."id" = {id} AND "patients"."archived_at" IS NULL"#,
-        columns = columns.join(", ")
+        columns = patient_columns()
     )
 }
 

@@ -15,6 +15,7 @@ on_both_backends!(
     break_glass_is_time_limited_audited_and_flagged,
     lists_and_totals_only_count_what_the_viewer_may_see,
     ssn_is_write_only,
+    concurrent_reads_by_different_providers_stay_apart,
 );
 
 const READ: &str = "query($id: ID!) { patient(id: $id) { id givenName familyName birthDate } }";
@@ -470,4 +471,48 @@ async fn ssn_is_write_only(b: Backend) {
         )
         .await;
     assert_eq!(code(&r), Some("VALIDATION"));
+}
+
+/// Many reads at once, by two providers with different care teams, may share batched
+/// statements: each still gets exactly its own answer.
+async fn concurrent_reads_by_different_providers_stay_apart(b: Backend) {
+    let app = spawn_app(b).await;
+    let admin = app.token(ADMIN).await;
+    let p1 = app.patient_id(PATIENT).await;
+    let p2 = app.patient_id(PATIENT2).await;
+    let d2 = app.provider_id(DOCTOR2).await;
+    let r = app
+        .gql(
+            Some(&admin),
+            "mutation($p: ID!, $d: ID!) { assignCareTeam(patientId: $p, providerId: $d) }",
+            json!({ "p": p2, "d": d2 }),
+        )
+        .await;
+    assert_eq!(r["data"]["assignCareTeam"], true, "{r}");
+    let (doc1, doc2) = (app.token(DOCTOR).await, app.token(DOCTOR2).await);
+    let cases: Vec<(&str, &str, Option<&str>)> = (0..40)
+        .map(|i| match i % 4 {
+            0 => (doc1.as_str(), p1.as_str(), Some("Testy")),
+            1 => (doc1.as_str(), p2.as_str(), None),
+            2 => (doc2.as_str(), p2.as_str(), Some("Sample")),
+            _ => (doc2.as_str(), p1.as_str(), None),
+        })
+        .collect();
+    let reads = cases.iter().map(|(t, id, _)| {
+        app.gql(
+            Some(t),
+            "query($id: ID!) { patient(id: $id) { id givenName } }",
+            json!({ "id": id }),
+        )
+    });
+    let results = futures_util::future::join_all(reads).await;
+    for ((_, id, want), r) in cases.iter().zip(results) {
+        match want {
+            Some(name) => {
+                assert_eq!(r["data"]["patient"]["id"], *id, "{r}");
+                assert_eq!(r["data"]["patient"]["givenName"], *name, "{r}");
+            }
+            None => assert_eq!(code(&r), Some("NOT_FOUND"), "{r}"),
+        }
+    }
 }

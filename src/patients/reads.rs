@@ -1,0 +1,145 @@
+//! Providers' single-patient reads, coalesced across requests on PostgreSQL.
+//!
+//! A portal's hottest operation is one provider opening one chart. Sent one by one, each
+//! read is a pool checkout, a query and sqlx's release check: two round trips to
+//! PostgreSQL, and on a busy server most of the database's CPU went to network handling
+//! and per-statement executor start-up rather than to the lookups themselves. Here
+//! concurrent reads queue up for one task that sends whatever has queued as one statement
+//! (an `unnest` of (patient, provider) pairs joined to `patients`), with a few statements in
+//! flight at once. An idle server answers a lone read at once, as its own batch of one;
+//! under load the batches grow by themselves while earlier ones are in flight. Each pair
+//! carries its own provider, so the care-team and emergency-access facts are decided per
+//! request exactly as in the single-row statement.
+use std::sync::Arc;
+
+use chrono::Utc;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Statement};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult};
+use entity::patients;
+
+/// A patient row with the provider's standing towards it.
+pub struct ProviderRead {
+    pub row: patients::Model,
+    pub care_team: bool,
+    pub emergency: bool,
+}
+
+type Reply = oneshot::Sender<AppResult<Option<ProviderRead>>>;
+
+struct Job {
+    provider: Uuid,
+    patient: Uuid,
+    reply: Reply,
+}
+
+/// Handle to the coalescing task.
+#[derive(Clone)]
+pub struct ProviderReads {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Most reads one statement carries.
+const MAX_BATCH: usize = 256;
+/// Statements in flight at once; while all are busy, new reads gather into the next batch.
+const IN_FLIGHT: usize = 4;
+
+impl ProviderReads {
+    /// Start the task. `capacity` bounds the queue of waiting reads.
+    pub fn start(db: DatabaseConnection, capacity: usize) -> ProviderReads {
+        let (tx, rx) = mpsc::channel(capacity);
+        tokio::spawn(run(db, rx));
+        ProviderReads { tx }
+    }
+
+    /// The patient row if it exists and is not archived, with the provider's standing.
+    pub async fn read(&self, provider: Uuid, patient: Uuid) -> AppResult<Option<ProviderRead>> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send(Job {
+                provider,
+                patient,
+                reply,
+            })
+            .await
+            .map_err(|_| AppError::internal_msg("patient reader has stopped"))?;
+        wait.await
+            .map_err(|_| AppError::internal_msg("patient read was dropped"))?
+    }
+}
+
+async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        // Wait for a free slot before gathering: reads that arrive meanwhile join this batch.
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let db = db.clone();
+        tokio::spawn(async move {
+            answer(&db, jobs).await;
+            drop(permit);
+        });
+    }
+}
+
+const SQL_HEAD: &str = "SELECT r.i AS cg_i, ";
+const SQL_TAIL: &str = r#", EXISTS (SELECT 1 FROM "care_team" WHERE "care_team"."patient_id" = "patients"."id" AND "care_team"."provider_id" = r.provider) AS "cg_care_team", EXISTS (SELECT 1 FROM "emergency_access" WHERE "emergency_access"."patient_id" = "patients"."id" AND "emergency_access"."provider_id" = r.provider AND "emergency_access"."expires_at" > $3) AS "cg_emergency" FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS r(patient, provider, i) JOIN "patients" ON "patients"."id" = r.patient WHERE "patients"."archived_at" IS NULL"#;
+
+fn batch_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("{SQL_HEAD}{}{SQL_TAIL}", super::service::patient_columns())
+    });
+    SQL.as_str()
+}
+
+async fn answer(db: &DatabaseConnection, jobs: Vec<Job>) {
+    let patients: Vec<Uuid> = jobs.iter().map(|j| j.patient).collect();
+    let providers: Vec<Uuid> = jobs.iter().map(|j| j.provider).collect();
+    let stmt = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        batch_sql(),
+        [patients.into(), providers.into(), Utc::now().into()],
+    );
+    let mut found: Vec<Option<ProviderRead>> = jobs.iter().map(|_| None).collect();
+    let result: AppResult<()> = async {
+        for res in db.query_all(stmt).await? {
+            let i: i64 = res.try_get("", "cg_i")?;
+            let slot = usize::try_from(i - 1)
+                .ok()
+                .and_then(|i| found.get_mut(i))
+                .ok_or_else(|| AppError::internal_msg("batched read returned an unknown row"))?;
+            *slot = Some(ProviderRead {
+                row: patients::Model::from_query_result(&res, "")?,
+                care_team: res.try_get("", "cg_care_team")?,
+                emergency: res.try_get("", "cg_emergency")?,
+            });
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            for (job, read) in jobs.into_iter().zip(found) {
+                let _ = job.reply.send(Ok(read));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, batch = jobs.len(), "batched patient read failed");
+            for job in jobs {
+                let _ = job
+                    .reply
+                    .send(Err(AppError::internal_msg("batched patient read failed")));
+            }
+        }
+    }
+}

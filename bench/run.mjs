@@ -277,9 +277,10 @@ async function main() {
   const r = spawnSync('psql', [peerUrl, '-v', 'ON_ERROR_STOP=1', '-q', '-f', path.join(opt.peer, 'schema.sql')], { stdio: 'inherit' });
   if (r.status !== 0) throw new Error('loading the peer schema failed');
   log('seeding Caregraph on PostgreSQL');
-  run(BIN, ['seed-demo', '--patients', String(opt.patients)], pgEnv);
+  const seededPg = path.join(work, 'seeded-pg.txt'), seededLite = path.join(work, 'seeded-lite.txt');
+  run(BIN, ['seed-demo', '--patients', String(opt.patients), '--ids-out', seededPg], pgEnv);
   log('seeding Caregraph on SQLite');
-  run(BIN, ['seed-demo', '--patients', String(opt.patients)], sqliteEnv);
+  run(BIN, ['seed-demo', '--patients', String(opt.patients), '--ids-out', seededLite], sqliteEnv);
 
   const prodEnv = { ...pgEnv, APP_ENV: 'production', MFA_REQUIRED_ROLES: 'ADMIN', LOG_FORMAT: 'json' };
   const cg = startCaregraph('Caregraph', 18080, prodEnv);
@@ -300,21 +301,21 @@ async function main() {
   const token = (await gql(cg.url, LOGIN, creds)).login.accessToken;
   const liteToken = (await gql(cgLite.url, LOGIN, creds)).login.accessToken;
 
-  // Ids (and a sample of family names) the doctor may read, through the API itself.
-  async function visible(url, tok) {
-    const ids = [], names = [];
-    let after = null;
-    for (;;) {
-      const d = await gql(url, 'query($a: String) { patients(first: 100, after: $a) { pageInfo { hasNextPage endCursor } edges { node { id familyName } } } }', { a: after }, tok);
-      for (const e of d.patients.edges) { ids.push(e.node.id); if (names.length < 5000) names.push(e.node.familyName); }
-      if (!d.patients.pageInfo.hasNextPage) break;
-      after = d.patients.pageInfo.endCursor;
+  // The ids the seeding wrote (every one on the doctor's care team, with consent), checked
+  // and a sample of family names taken through the API itself.
+  async function visible(url, tok, file) {
+    const ids = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
+    if (ids.length !== opt.patients) throw new Error(`seeding wrote ${ids.length} ids, expected ${opt.patients}`);
+    const names = [];
+    for (let i = 0; i < Math.min(300, ids.length); i++) {
+      const d = await gql(url, 'query($id: ID!) { patient(id: $id) { familyName } }', { id: ids[Math.floor(Math.random() * ids.length)] }, tok);
+      names.push(d.patient.familyName);
     }
     return { ids, names };
   }
-  log('listing the seeded patients through the API');
-  const pgSet = await visible(cg.url, token);
-  const liteSet = await visible(cgLite.url, liteToken);
+  log('sampling the seeded patients through the API');
+  const pgSet = await visible(cg.url, token, seededPg);
+  const liteSet = await visible(cgLite.url, liteToken, seededLite);
   const peerIds = psql(peerUrl, 'SELECT id FROM patients').split('\n');
   const write = (name, lines) => { const p = path.join(work, name); fs.writeFileSync(p, lines.join('\n') + '\n'); return p; };
   const idsPg = write('ids-pg.txt', pgSet.ids), idsLite = write('ids-lite.txt', liteSet.ids), idsPeer = write('ids-peer.txt', peerIds);

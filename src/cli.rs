@@ -28,6 +28,9 @@ pub enum Command {
         /// Also add this many synthetic patients on the demo doctor's care team.
         #[arg(long, default_value_t = 0)]
         patients: u64,
+        /// Write the new synthetic patients' ids to this file, one per line (benchmarks).
+        #[arg(long, value_name = "FILE", requires = "patients")]
+        ids_out: Option<std::path::PathBuf>,
     },
     /// Audit log tools.
     Audit {

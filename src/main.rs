@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -63,7 +64,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::SeedDemo { patients } => {
+        Command::SeedDemo { patients, ids_out } => {
             let state = startup::build_state(cfg).await.map_err(|e| e.to_string())?;
             let created = seed::demo(&state).await.map_err(|e| e.to_string())?;
             eprintln!(
@@ -82,10 +83,32 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     )
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                 );
-                seed::bulk_patients(&state, patients, |n| bar.set_position(n))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let mut out = match &ids_out {
+                    Some(path) => Some(std::io::BufWriter::new(
+                        std::fs::File::create(path)
+                            .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+                    )),
+                    None => None,
+                };
+                let mut write_error = None;
+                seed::bulk_patients(&state, patients, |n, ids| {
+                    bar.set_position(n);
+                    if let Some(out) = out.as_mut() {
+                        for id in ids {
+                            if let Err(e) = writeln!(out, "{id}") {
+                                write_error.get_or_insert(e);
+                            }
+                        }
+                    }
+                })
+                .await
+                .map_err(|e| e.to_string())?;
                 bar.finish();
+                if let Some(mut out) = out
+                    && let Some(e) = write_error.or_else(|| out.flush().err())
+                {
+                    return Err(format!("cannot write the patient ids: {e}"));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -231,7 +231,7 @@ fn synthetic_family_name(rng: &mut impl Rng) -> String {
 pub async fn bulk_patients(
     state: &AppState,
     n: u64,
-    mut progress: impl FnMut(u64),
+    mut progress: impl FnMut(u64, &[Uuid]),
 ) -> AppResult<()> {
     use sea_orm::{ColumnTrait, QueryFilter};
     if state.cfg.is_production() {
@@ -260,11 +260,13 @@ pub async fn bulk_patients(
         let mut rows = Vec::with_capacity(size as usize);
         let mut team = Vec::with_capacity(size as usize);
         let mut cons = Vec::with_capacity(size as usize);
+        let mut ids = Vec::with_capacity(size as usize);
         let now = Utc::now();
         {
             let mut rng = rand::thread_rng();
             for _ in 0..size {
                 let id = Uuid::new_v4();
+                ids.push(id);
                 let birth = NaiveDate::from_ymd_opt(
                     rng.gen_range(1940..2020),
                     rng.gen_range(1..=12),
@@ -331,7 +333,7 @@ pub async fn bulk_patients(
         );
         tx.commit().await?;
         done += size;
-        progress(done);
+        progress(done, &ids);
     }
     Ok(())
 }

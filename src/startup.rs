@@ -119,9 +119,7 @@ pub async fn build_state(cfg: Config) -> Result<AppState, StartupError> {
     let passwords = Passwords::new(cfg.hash_params)
         .map_err(|_| StartupError::Setup("invalid password hash parameters".into()))?;
     let audit = AuditLog::start(db.clone(), cfg.audit_queue);
-    let reads = (sea_orm::ConnectionTrait::get_database_backend(&db)
-        == sea_orm::DbBackend::Postgres)
-        .then(|| crate::patients::reads::ProviderReads::start(db.clone(), cfg.audit_queue));
+    let reads = crate::patients::reads::ProviderReads::start(db.clone(), cfg.audit_queue);
     Ok(AppState {
         cfg: Arc::new(cfg),
         db,

@@ -19,8 +19,8 @@ pub struct AppState {
     pub passwords: Passwords,
     pub stores: Stores,
     pub audit: AuditLog,
-    /// Providers' patient reads coalesced across requests (PostgreSQL only).
-    pub reads: Option<crate::patients::reads::ProviderReads>,
+    /// Providers' patient reads, coalesced across requests.
+    pub reads: crate::patients::reads::ProviderReads,
     pub sql: Arc<SqlStats>,
 }
 

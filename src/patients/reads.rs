@@ -1,11 +1,12 @@
-//! Providers' single-patient reads, coalesced across requests on PostgreSQL.
+//! Providers' single-patient reads, coalesced across requests.
 //!
 //! A portal's hottest operation is one provider opening one chart. Sent one by one, each
 //! read is a pool checkout, a query and sqlx's release check: two round trips to
 //! PostgreSQL, and on a busy server most of the database's CPU went to network handling
-//! and per-statement executor start-up rather than to the lookups themselves. Here
+//! and per-statement executor start-up rather than to the lookups themselves; on SQLite,
+//! each statement is a hand-off to the connection's thread and back. Here
 //! concurrent reads queue up for one task that sends whatever has queued as one statement
-//! (an `unnest` of (patient, provider) pairs joined to `patients`), with a few statements in
+//! ((patient, provider) pairs joined to `patients`), with a few statements in
 //! flight at once. An idle server answers a lone read at once, as its own batch of one;
 //! under load the batches grow by themselves while earlier ones are in flight. Each pair
 //! carries its own provider, so the care-team and emergency-access facts are decided per
@@ -92,24 +93,69 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-const SQL_HEAD: &str = "SELECT r.i AS cg_i, ";
-const SQL_TAIL: &str = r#", EXISTS (SELECT 1 FROM "care_team" WHERE "care_team"."patient_id" = "patients"."id" AND "care_team"."provider_id" = r.provider) AS "cg_care_team", EXISTS (SELECT 1 FROM "emergency_access" WHERE "emergency_access"."patient_id" = "patients"."id" AND "emergency_access"."provider_id" = r.provider AND "emergency_access"."expires_at" > $3) AS "cg_emergency" FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS r(patient, provider, i) JOIN "patients" ON "patients"."id" = r.patient WHERE "patients"."archived_at" IS NULL"#;
+/// The standing columns, for a pairs relation `r` exposing `provider` and a placeholder for
+/// "now".
+fn standing(provider: &str, now: &str) -> String {
+    format!(
+        r#"EXISTS (SELECT 1 FROM "care_team" WHERE "care_team"."patient_id" = "patients"."id" AND "care_team"."provider_id" = {provider}) AS "cg_care_team", EXISTS (SELECT 1 FROM "emergency_access" WHERE "emergency_access"."patient_id" = "patients"."id" AND "emergency_access"."provider_id" = {provider} AND "emergency_access"."expires_at" > {now}) AS "cg_emergency""#
+    )
+}
 
-fn batch_sql() -> &'static str {
+/// PostgreSQL: the pairs as two uuid arrays ($1 patients, $2 providers), $3 now.
+fn postgres_sql() -> &'static str {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!("{SQL_HEAD}{}{SQL_TAIL}", super::service::patient_columns())
+        format!(
+            r#"SELECT r.i AS cg_i, {columns}, {standing} FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS r(patient, provider, i) JOIN "patients" ON "patients"."id" = r.patient WHERE "patients"."archived_at" IS NULL"#,
+            columns = super::service::patient_columns(),
+            standing = standing("r.provider", "$3"),
+        )
     });
     SQL.as_str()
 }
 
+/// SQLite (uuids stored as 16-byte blobs): the pairs as a JSON array of [patient, provider]
+/// hex strings (?1), ?2 now.
+fn sqlite_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            r#"SELECT r.key + 1 AS cg_i, {columns}, {standing} FROM json_each(?1) AS r JOIN "patients" ON "patients"."id" = unhex(json_extract(r.value, '$[0]')) WHERE "patients"."archived_at" IS NULL"#,
+            columns = super::service::patient_columns(),
+            standing = standing("unhex(json_extract(r.value, '$[1]'))", "?2"),
+        )
+    });
+    SQL.as_str()
+}
+
+fn batch_statement(backend: DbBackend, jobs: &[Job]) -> Statement {
+    let now = Utc::now();
+    match backend {
+        DbBackend::Postgres => {
+            let patients: Vec<Uuid> = jobs.iter().map(|j| j.patient).collect();
+            let providers: Vec<Uuid> = jobs.iter().map(|j| j.provider).collect();
+            Statement::from_sql_and_values(
+                backend,
+                postgres_sql(),
+                [patients.into(), providers.into(), now.into()],
+            )
+        }
+        _ => {
+            let pairs: Vec<[String; 2]> = jobs
+                .iter()
+                .map(|j| {
+                    [
+                        j.patient.simple().to_string(),
+                        j.provider.simple().to_string(),
+                    ]
+                })
+                .collect();
+            let json = serde_json::to_string(&pairs).unwrap_or_default();
+            Statement::from_sql_and_values(backend, sqlite_sql(), [json.into(), now.into()])
+        }
+    }
+}
+
 async fn answer(db: &DatabaseConnection, jobs: Vec<Job>) {
-    let patients: Vec<Uuid> = jobs.iter().map(|j| j.patient).collect();
-    let providers: Vec<Uuid> = jobs.iter().map(|j| j.provider).collect();
-    let stmt = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        batch_sql(),
-        [patients.into(), providers.into(), Utc::now().into()],
-    );
+    let stmt = batch_statement(db.get_database_backend(), &jobs);
     let mut found: Vec<Option<ProviderRead>> = jobs.iter().map(|_| None).collect();
     let result: AppResult<()> = async {
         for res in db.query_all(stmt).await? {

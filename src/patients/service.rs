@@ -376,15 +376,16 @@ pub async fn get(
     id: Uuid,
 ) -> AppResult<(patients::Model, PatientScope)> {
     let row = match (viewer.role, viewer.provider_id) {
-        (access::Role::Provider, Some(provider)) => match &state.reads {
-            Some(reads) => reads.read(provider, id).await?.and_then(|r| {
+        // One statement, shared with concurrent reads (see `super::reads`): the row with
+        // the provider's standing, so `access` needs no further query.
+        (access::Role::Provider, Some(provider)) => {
+            state.reads.read(provider, id).await?.and_then(|r| {
                 (r.care_team || r.emergency).then(|| {
                     access::remember(viewer, id, r.care_team, r.emergency);
                     r.row
                 })
-            }),
-            None => find_for_provider(&state.db, viewer, provider, id).await?,
-        },
+            })
+        }
         _ => find_visible(&state.db, viewer, id).await?,
     };
     match row {
@@ -396,46 +397,6 @@ pub async fn get(
     }
 }
 
-/// A provider's read in one statement: the row, with whether the provider is on the care
-/// team and whether they hold unexpired emergency access selected alongside, so `access`
-/// needs no further query. A row with neither is treated as absent.
-///
-/// Used on SQLite (on PostgreSQL, [`super::reads`] batches the same statement across
-/// requests). Its text is built once per backend rather than per request (building it with sea-query was a tenth of a read's CPU; bench/README.md).
-async fn find_for_provider(
-    db: &impl ConnectionTrait,
-    viewer: &Viewer,
-    provider: Uuid,
-    id: Uuid,
-) -> AppResult<Option<patients::Model>> {
-    use sea_orm::{DbBackend, FromQueryResult, Statement};
-    static POSTGRES: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| provider_read_sql(["$1", "$2", "$3"]));
-    static SQLITE: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| provider_read_sql(["?1", "?2", "?3"]));
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => POSTGRES.as_str(),
-        _ => SQLITE.as_str(),
-    };
-    let stmt = Statement::from_sql_and_values(
-        backend,
-        sql,
-        [provider.into(), Utc::now().into(), id.into()],
-    );
-    let Some(res) = db.query_one(stmt).await? else {
-        return Ok(None);
-    };
-    let on_team: bool = res.try_get("", "cg_care_team")?;
-    let emergency: bool = res.try_get("", "cg_emergency")?;
-    if !(on_team || emergency) {
-        return Ok(None);
-    }
-    let row = patients::Model::from_query_result(&res, "")?;
-    access::remember(viewer, id, on_team, emergency);
-    Ok(Some(row))
-}
-
 /// Every column of `patients`, qualified and quoted, for hand-written statements.
 pub(super) fn patient_columns() -> String {
     use sea_orm::Iterable;
@@ -443,15 +404,6 @@ pub(super) fn patient_columns() -> String {
         .map(|c| format!(r#""patients"."{}""#, sea_orm::IdenStatic::as_str(&c)))
         .collect();
     columns.join(", ")
-}
-
-/// `SELECT` every patient column plus the provider's standing, for placeholders
-/// (provider, now, patient id).
-fn provider_read_sql([provider, now, id]: [&str; 3]) -> String {
-    format!(
-        r#"SELECT {columns}, EXISTS (SELECT 1 FROM "care_team" WHERE "care_team"."patient_id" = "patients"."id" AND "care_team"."provider_id" = {provider}) AS "cg_care_team", EXISTS (SELECT 1 FROM "emergency_access" WHERE "emergency_access"."patient_id" = "patients"."id" AND "emergency_access"."provider_id" = {provider} AND "emergency_access"."expires_at" > {now}) AS "cg_emergency" FROM "patients" WHERE "patients"."id" = {id} AND "patients"."archived_at" IS NULL"#,
-        columns = patient_columns()
-    )
 }
 
 fn filter_condition(keys: &KeyRing, f: &PatientFilter) -> AppResult<Condition> {

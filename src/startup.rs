@@ -139,7 +139,15 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
+    use axum::serve::ListenerExt;
     let app = crate::http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // TCP_NODELAY: a response is written as soon as it is ready; with Nagle's algorithm a
+    // small write can wait for the client's delayed acknowledgement (tens of ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -43,7 +43,13 @@ return 0
 
 impl RedisStore {
     pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
-        let client = redis::Client::open(url)?;
+        use redis::IntoConnectionInfo;
+        // TCP_NODELAY: every session check is one small command waiting on its reply, which
+        // Nagle's algorithm would hold back behind the previous one's acknowledgement.
+        let info = url
+            .into_connection_info()?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info)?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(5)))

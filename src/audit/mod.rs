@@ -224,13 +224,17 @@ fn chain(head: &mut Head, events: Vec<AuditEvent>) -> Vec<audit_log::Model> {
 /// the write also takes the database write lock up front, so the transaction never has to
 /// upgrade a read lock (which SQLite answers with SQLITE_BUSY instead of waiting).
 async fn lock_head(txn: &DatabaseTransaction) -> AppResult<Head> {
-    let backend = txn.get_database_backend();
-    let sql = match backend {
+    let sql = match txn.get_database_backend() {
         DbBackend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
         _ => "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash",
     };
-    let row = txn
-        .query_one(Statement::from_string(backend, sql))
+    query_head(txn, sql).await
+}
+
+/// Run a statement that returns the head row's `seq` and `hash`.
+async fn query_head(conn: &impl ConnectionTrait, sql: &str) -> AppResult<Head> {
+    let row = conn
+        .query_one(Statement::from_string(conn.get_database_backend(), sql))
         .await?
         .ok_or_else(|| AppError::internal_msg("audit_head row is missing"))?;
     Ok(Head {
@@ -418,17 +422,7 @@ async fn commit_batch_postgres(
 }
 
 async fn read_head(db: &DatabaseConnection) -> AppResult<Head> {
-    let row = db
-        .query_one(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT seq, hash FROM audit_head WHERE id = 1",
-        ))
-        .await?
-        .ok_or_else(|| AppError::internal_msg("audit_head row is missing"))?;
-    Ok(Head {
-        seq: row.try_get("", "seq")?,
-        hash: row.try_get("", "hash")?,
-    })
+    query_head(db, "SELECT seq, hash FROM audit_head WHERE id = 1").await
 }
 
 /// The rows travel as one JSON array, so the statement text (and its prepared plan) is the

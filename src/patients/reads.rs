@@ -10,7 +10,7 @@
 //! flight at once. An idle server answers a lone read at once, as its own batch of one;
 //! under load the batches grow by themselves while earlier ones are in flight. Each pair
 //! carries its own provider, so the care-team and emergency-access facts are decided per
-//! request exactly as in the single-row statement.
+//! request, by the same conditions `access::visible_patients` applies to lists.
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -101,12 +101,21 @@ fn standing(provider: &str, now: &str) -> String {
     )
 }
 
+/// Every column of `patients`, qualified and quoted.
+fn patient_columns() -> String {
+    use sea_orm::Iterable;
+    let columns: Vec<String> = patients::Column::iter()
+        .map(|c| format!(r#""patients"."{}""#, sea_orm::IdenStatic::as_str(&c)))
+        .collect();
+    columns.join(", ")
+}
+
 /// PostgreSQL: the pairs as two uuid arrays ($1 patients, $2 providers), $3 now.
 fn postgres_sql() -> &'static str {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             r#"SELECT r.i AS cg_i, {columns}, {standing} FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS r(patient, provider, i) JOIN "patients" ON "patients"."id" = r.patient WHERE "patients"."archived_at" IS NULL"#,
-            columns = super::service::patient_columns(),
+            columns = patient_columns(),
             standing = standing("r.provider", "$3"),
         )
     });
@@ -119,7 +128,7 @@ fn sqlite_sql() -> &'static str {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             r#"SELECT r.key + 1 AS cg_i, {columns}, {standing} FROM json_each(?1) AS r JOIN "patients" ON "patients"."id" = unhex(json_extract(r.value, '$[0]')) WHERE "patients"."archived_at" IS NULL"#,
-            columns = super::service::patient_columns(),
+            columns = patient_columns(),
             standing = standing("unhex(json_extract(r.value, '$[1]'))", "?2"),
         )
     });

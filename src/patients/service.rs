@@ -397,15 +397,6 @@ pub async fn get(
     }
 }
 
-/// Every column of `patients`, qualified and quoted, for hand-written statements.
-pub(super) fn patient_columns() -> String {
-    use sea_orm::Iterable;
-    let columns: Vec<String> = patients::Column::iter()
-        .map(|c| format!(r#""patients"."{}""#, sea_orm::IdenStatic::as_str(&c)))
-        .collect();
-    columns.join(", ")
-}
-
 fn filter_condition(keys: &KeyRing, f: &PatientFilter) -> AppResult<Condition> {
     let b = Bidx(keys);
     let mut c = Condition::all();

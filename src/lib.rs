@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod error;
 pub mod fhir;
 pub mod graphql;
+pub mod held;
 pub mod http;
 pub mod patients;
 pub mod records;

@@ -118,8 +118,13 @@ pub async fn build_state(cfg: Config) -> Result<AppState, StartupError> {
         .map_err(|_| StartupError::Setup("invalid token signing key".into()))?;
     let passwords = Passwords::new(cfg.hash_params)
         .map_err(|_| StartupError::Setup("invalid password hash parameters".into()))?;
-    let audit = AuditLog::start(db.clone(), cfg.audit_queue);
-    let reads = crate::patients::reads::ProviderReads::start(db.clone(), cfg.audit_queue);
+    let audit = AuditLog::start(db.clone(), sql.clone(), cfg.audit_queue);
+    let reads = crate::patients::reads::ProviderReads::start(
+        db.clone(),
+        sql.clone(),
+        cfg.db_pool_size,
+        cfg.audit_queue,
+    );
     Ok(AppState {
         cfg: Arc::new(cfg),
         db,

@@ -38,8 +38,12 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use std::sync::Arc;
+
 use crate::access::Viewer;
 use crate::error::{AppError, AppResult};
+use crate::held::HeldConnection;
+use crate::state::SqlStats;
 use entity::{audit_head, audit_log};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,7 +199,8 @@ fn chain(head: &mut Head, events: Vec<AuditEvent>) -> Vec<audit_log::Model> {
     for ev in events {
         let mut m = audit_log::Model {
             seq: head.seq + 1,
-            id: Uuid::new_v4(),
+            // v4 from the thread's CSPRNG: `new_v4` asks the kernel each time (a syscall per row).
+            id: uuid::Builder::from_random_bytes(rand::random()).into_uuid(),
             occurred_at: now,
             actor_id: ev.actor_id,
             actor_role: ev.actor_role.map(str::to_owned),
@@ -235,8 +240,12 @@ async fn lock_head(txn: &DatabaseTransaction) -> AppResult<Head> {
 async fn query_head(conn: &impl ConnectionTrait, sql: &str) -> AppResult<Head> {
     let row = conn
         .query_one(Statement::from_string(conn.get_database_backend(), sql))
-        .await?
-        .ok_or_else(|| AppError::internal_msg("audit_head row is missing"))?;
+        .await?;
+    head_from(row.as_ref())
+}
+
+fn head_from(row: Option<&sea_orm::QueryResult>) -> AppResult<Head> {
+    let row = row.ok_or_else(|| AppError::internal_msg("audit_head row is missing"))?;
     Ok(Head {
         seq: row.try_get("", "seq")?,
         hash: row.try_get("", "hash")?,
@@ -321,9 +330,10 @@ const MAX_BATCH: usize = 2048;
 
 impl AuditLog {
     /// Start the writer task. `capacity` bounds the queue of waiting requests.
-    pub fn start(db: DatabaseConnection, capacity: usize) -> AuditLog {
+    pub fn start(db: DatabaseConnection, sql: Arc<SqlStats>, capacity: usize) -> AuditLog {
         let (tx, rx) = mpsc::channel(capacity);
-        tokio::spawn(writer(db, rx));
+        let held = HeldConnection::new(db.clone(), sql);
+        tokio::spawn(writer(db, held, rx));
         AuditLog { tx }
     }
 
@@ -349,7 +359,7 @@ impl AuditLog {
     }
 }
 
-async fn writer(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
+async fn writer(db: DatabaseConnection, mut held: HeldConnection, mut rx: mpsc::Receiver<Job>) {
     let mut jobs: Vec<Job> = Vec::new();
     // The chain's tip as this writer last left it (PostgreSQL only; see `append_optimistic`).
     let mut head: Option<Head> = None;
@@ -367,7 +377,7 @@ async fn writer(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
         }
         let events: Vec<AuditEvent> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
         let result = match db.get_database_backend() {
-            DbBackend::Postgres => commit_batch_postgres(&db, &mut head, events).await,
+            DbBackend::Postgres => commit_batch_postgres(&db, &mut held, &mut head, events).await,
             _ => commit_batch(&db, events).await,
         };
         let ok = match result {
@@ -403,17 +413,18 @@ const OPTIMISTIC_ATTEMPTS: usize = 3;
 /// takes the lock like a write transaction does.
 async fn commit_batch_postgres(
     db: &DatabaseConnection,
+    held: &mut HeldConnection,
     cached: &mut Option<Head>,
     events: Vec<AuditEvent>,
 ) -> AppResult<()> {
     for _ in 0..OPTIMISTIC_ATTEMPTS {
         let start = match cached.take() {
             Some(h) => h,
-            None => read_head(db).await?,
+            None => read_head(held).await?,
         };
         let mut head = start.clone();
         let rows = chain(&mut head, events.clone());
-        if append_optimistic(db, &start, &head, &rows).await? {
+        if append_optimistic(held, &start, &head, &rows).await? {
             *cached = Some(head);
             return Ok(());
         }
@@ -421,8 +432,12 @@ async fn commit_batch_postgres(
     commit_batch(db, events).await
 }
 
-async fn read_head(db: &DatabaseConnection) -> AppResult<Head> {
-    query_head(db, "SELECT seq, hash FROM audit_head WHERE id = 1").await
+async fn read_head(held: &mut HeldConnection) -> AppResult<Head> {
+    let stmt = Statement::from_string(
+        held.backend(),
+        "SELECT seq, hash FROM audit_head WHERE id = 1",
+    );
+    head_from(held.query_all(stmt).await?.first())
 }
 
 /// The rows travel as one JSON array, so the statement text (and its prepared plan) is the
@@ -445,7 +460,7 @@ WHERE EXISTS (SELECT 1 FROM head)"#;
 /// Insert `rows` (chained from `start` to `end`) if the head is still at `start`. Returns
 /// whether it was.
 async fn append_optimistic(
-    db: &DatabaseConnection,
+    held: &mut HeldConnection,
     start: &Head,
     end: &Head,
     rows: &[audit_log::Model],
@@ -484,6 +499,5 @@ async fn append_optimistic(
             serde_json::Value::Array(json).to_string().into(),
         ],
     );
-    let res = db.execute(stmt).await?;
-    Ok(res.rows_affected() == rows.len() as u64)
+    Ok(held.execute(stmt).await? == rows.len() as u64)
 }

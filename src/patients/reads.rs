@@ -5,20 +5,22 @@
 //! PostgreSQL, and on a busy server most of the database's CPU went to network handling
 //! and per-statement executor start-up rather than to the lookups themselves; on SQLite,
 //! each statement is a hand-off to the connection's thread and back. Here
-//! concurrent reads queue up for one task that sends whatever has queued as one statement
-//! ((patient, provider) pairs joined to `patients`), with a few statements in
-//! flight at once. An idle server answers a lone read at once, as its own batch of one;
+//! concurrent reads queue up for a few reader tasks, each holding a connection of its own
+//! (`crate::held`: no release check), and the next free reader sends whatever has queued
+//! as one statement ((patient, provider) pairs joined to `patients`). An idle server answers a lone read at once, as its own batch of one;
 //! under load the batches grow by themselves while earlier ones are in flight. Each pair
 //! carries its own provider, so the care-team and emergency-access facts are decided per
 //! request, by the same conditions `access::visible_patients` applies to lists.
 use std::sync::Arc;
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Statement};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use sea_orm::{DatabaseConnection, DbBackend, FromQueryResult, Statement};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
+use crate::held::HeldConnection;
+use crate::state::SqlStats;
 use entity::patients;
 
 /// A patient row with the provider's standing towards it.
@@ -44,14 +46,27 @@ pub struct ProviderReads {
 
 /// Most reads one statement carries.
 const MAX_BATCH: usize = 256;
-/// Statements in flight at once; while all are busy, new reads gather into the next batch.
+/// Most readers, so statements in flight at once; while all are busy, new reads gather into the
+/// next batch.
 const IN_FLIGHT: usize = 4;
 
 impl ProviderReads {
-    /// Start the task. `capacity` bounds the queue of waiting reads.
-    pub fn start(db: DatabaseConnection, capacity: usize) -> ProviderReads {
+    /// Start the readers, each on a connection of its own: a quarter of the pool's
+    /// `pool_size` connections, at least one and at most [`IN_FLIGHT`], so the rest of the
+    /// server keeps most of the pool. `capacity` bounds the queue of waiting reads.
+    pub fn start(
+        db: DatabaseConnection,
+        sql: Arc<SqlStats>,
+        pool_size: u32,
+        capacity: usize,
+    ) -> ProviderReads {
         let (tx, rx) = mpsc::channel(capacity);
-        tokio::spawn(run(db, rx));
+        let rx = Arc::new(Mutex::new(rx));
+        let readers = (pool_size as usize / 4).clamp(1, IN_FLIGHT);
+        for _ in 0..readers {
+            let conn = HeldConnection::new(db.clone(), sql.clone());
+            tokio::spawn(reader(conn, rx.clone()));
+        }
         ProviderReads { tx }
     }
 
@@ -71,25 +86,26 @@ impl ProviderReads {
     }
 }
 
-async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
-        // Wait for a free slot before gathering: reads that arrive meanwhile join this batch.
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+/// One reader: while it has the queue, it waits for a read and takes whatever else has
+/// queued; it lets go of the queue while its statement runs, so reads that arrive meanwhile
+/// go to the next free reader as one batch.
+async fn reader(mut conn: HeldConnection, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let jobs = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
             }
-        }
-        let db = db.clone();
-        tokio::spawn(async move {
-            answer(&db, jobs).await;
-            drop(permit);
-        });
+            jobs
+        };
+        answer(&mut conn, jobs).await;
     }
 }
 
@@ -163,11 +179,11 @@ fn batch_statement(backend: DbBackend, jobs: &[Job]) -> Statement {
     }
 }
 
-async fn answer(db: &DatabaseConnection, jobs: Vec<Job>) {
-    let stmt = batch_statement(db.get_database_backend(), &jobs);
+async fn answer(conn: &mut HeldConnection, jobs: Vec<Job>) {
+    let stmt = batch_statement(conn.backend(), &jobs);
     let mut found: Vec<Option<ProviderRead>> = jobs.iter().map(|_| None).collect();
     let result: AppResult<()> = async {
-        for res in db.query_all(stmt).await? {
+        for res in conn.query_all(stmt).await? {
             let i: i64 = res.try_get("", "cg_i")?;
             let slot = usize::try_from(i - 1)
                 .ok()

@@ -1,0 +1,115 @@
+//! A pool connection that a long-lived task keeps for itself.
+//!
+//! sqlx checks every connection it takes back into the pool with a round trip (a `Sync` on
+//! PostgreSQL, a hop to the connection's thread on SQLite), so a statement sent through the
+//! pool costs two round trips. The tasks that send the hottest statements (the coalesced
+//! patient reads and the audit writer) run on connections they hold instead: one round trip
+//! per statement. A connection that fails is given back (the pool's check then closes it if
+//! it is broken) and the next statement takes a fresh one.
+use std::sync::Arc;
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, Values,
+};
+use sea_query_binder::SqlxValues;
+use sqlx::pool::PoolConnection;
+use sqlx::{Postgres, Sqlite};
+
+use crate::state::SqlStats;
+
+enum Conn {
+    Postgres(PoolConnection<Postgres>),
+    Sqlite(PoolConnection<Sqlite>),
+}
+
+pub struct HeldConnection {
+    db: DatabaseConnection,
+    sql: Arc<SqlStats>,
+    conn: Option<Conn>,
+}
+
+fn db_err(e: sqlx::Error) -> DbErr {
+    DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))
+}
+
+impl HeldConnection {
+    /// Nothing is taken from the pool until the first statement.
+    pub fn new(db: DatabaseConnection, sql: Arc<SqlStats>) -> HeldConnection {
+        HeldConnection {
+            db,
+            sql,
+            conn: None,
+        }
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    async fn conn(&mut self) -> Result<&mut Conn, DbErr> {
+        if self.conn.is_none() {
+            let conn = match self.db.get_database_backend() {
+                DbBackend::Postgres => Conn::Postgres(
+                    self.db
+                        .get_postgres_connection_pool()
+                        .acquire()
+                        .await
+                        .map_err(db_err)?,
+                ),
+                _ => Conn::Sqlite(
+                    self.db
+                        .get_sqlite_connection_pool()
+                        .acquire()
+                        .await
+                        .map_err(db_err)?,
+                ),
+            };
+            self.conn = Some(conn);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| DbErr::Custom("no connection".into()))
+    }
+
+    /// Keep the connection if `result` is fine; give it back to the pool if not.
+    fn settle<T>(&mut self, result: Result<T, sqlx::Error>) -> Result<T, DbErr> {
+        result.map_err(|e| {
+            self.conn = None;
+            db_err(e)
+        })
+    }
+
+    /// Every row the statement returns.
+    pub async fn query_all(&mut self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.sql.observe(&stmt.sql);
+        let values = SqlxValues(stmt.values.unwrap_or(Values(Vec::new())));
+        let result = match self.conn().await? {
+            Conn::Postgres(c) => sqlx::query_with(&stmt.sql, values)
+                .fetch_all(&mut **c)
+                .await
+                .map(|rows| rows.into_iter().map(QueryResult::from).collect()),
+            Conn::Sqlite(c) => sqlx::query_with(&stmt.sql, values)
+                .fetch_all(&mut **c)
+                .await
+                .map(|rows| rows.into_iter().map(QueryResult::from).collect()),
+        };
+        self.settle(result)
+    }
+
+    /// Run the statement; returns the number of rows it affected.
+    pub async fn execute(&mut self, stmt: Statement) -> Result<u64, DbErr> {
+        self.sql.observe(&stmt.sql);
+        let values = SqlxValues(stmt.values.unwrap_or(Values(Vec::new())));
+        let result = match self.conn().await? {
+            Conn::Postgres(c) => sqlx::query_with(&stmt.sql, values)
+                .execute(&mut **c)
+                .await
+                .map(|r| r.rows_affected()),
+            Conn::Sqlite(c) => sqlx::query_with(&stmt.sql, values)
+                .execute(&mut **c)
+                .await
+                .map(|r| r.rows_affected()),
+        };
+        self.settle(result)
+    }
+}

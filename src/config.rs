@@ -48,6 +48,9 @@ pub struct Config {
     pub jwt_audience: String,
     pub access_token_ttl: Duration,
     pub session_idle: Duration,
+    /// With Redis: how long this instance answers a checked session from memory (changes
+    /// reach it at once by pub/sub; this bounds a lost message). Zero: ask Redis every time.
+    pub session_cache: Duration,
     pub refresh_token_ttl: Duration,
     pub mfa_required_roles: Vec<Role>,
     pub hash_params: HashParams,
@@ -156,7 +159,7 @@ impl Config {
             t_cost: v.parse("PASSWORD_HASH_T_COST", MIN_HASH_PARAMS.t_cost)?,
             p_cost: v.parse("PASSWORD_HASH_P_COST", MIN_HASH_PARAMS.p_cost)?,
         };
-        let cfg = Config {
+        let mut cfg = Config {
             env,
             bind_addr: v
                 .get("BIND_ADDR")
@@ -178,6 +181,7 @@ impl Config {
                 .to_owned(),
             access_token_ttl: Duration::from_secs(v.parse("ACCESS_TOKEN_TTL_SECS", 900)?),
             session_idle: Duration::from_secs(v.parse("SESSION_IDLE_TIMEOUT_SECS", 900)?),
+            session_cache: Duration::ZERO,
             refresh_token_ttl: Duration::from_secs(v.parse("REFRESH_TOKEN_TTL_SECS", 12 * 3600)?),
             mfa_required_roles,
             hash_params,
@@ -221,6 +225,16 @@ impl Config {
             return Err(invalid(
                 "SESSION_IDLE_TIMEOUT_SECS",
                 "token and session lifetimes must be positive",
+            ));
+        }
+        // Default: 5 s, or a quarter of a shorter idle timeout.
+        let default_cache = (cfg.session_idle / 4).min(Duration::from_secs(5));
+        cfg.session_cache =
+            Duration::from_millis(v.parse("SESSION_CACHE_MS", default_cache.as_millis() as u64)?);
+        if cfg.session_cache * 2 > cfg.session_idle || cfg.session_cache > Duration::from_secs(60) {
+            return Err(invalid(
+                "SESSION_CACHE_MS",
+                "must be at most 60 s and at most half of SESSION_IDLE_TIMEOUT_SECS",
             ));
         }
         if prod {

@@ -95,7 +95,7 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), StartupError> {
 
 pub async fn connect_stores(cfg: &Config) -> Result<Stores, StartupError> {
     match &cfg.redis_url {
-        Some(url) => Stores::redis(url.expose_secret(), &cfg.redis_prefix)
+        Some(url) => Stores::redis(url.expose_secret(), &cfg.redis_prefix, cfg.session_cache)
             .await
             .map_err(StartupError::Redis),
         None => Ok(Stores::memory()),

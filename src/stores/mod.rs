@@ -3,6 +3,7 @@
 //! `redis` the horizontally scaled one; the test suite runs against both.
 pub mod memory;
 pub mod redis_store;
+pub mod session_cache;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,10 +114,27 @@ impl Stores {
         }
     }
 
-    pub async fn redis(url: &str, prefix: &str) -> StoreResult<Stores> {
+    /// `session_fresh_for`: how long a checked session may be answered from this instance's
+    /// memory (see `session_cache`); zero checks every request with Redis.
+    pub async fn redis(
+        url: &str,
+        prefix: &str,
+        session_fresh_for: Duration,
+    ) -> StoreResult<Stores> {
         let r = Arc::new(redis_store::RedisStore::connect(url, prefix).await?);
+        let sessions: Arc<dyn SessionStore> = if session_fresh_for.is_zero() {
+            r.clone()
+        } else {
+            let cache = Arc::new(session_cache::SessionCache::new(
+                r.clone(),
+                session_fresh_for,
+                memory::DEFAULT_CAPACITY,
+            ));
+            r.watch_sessions(Arc::downgrade(&cache));
+            cache
+        };
         Ok(Stores {
-            sessions: r.clone(),
+            sessions,
             kv: r.clone(),
             limits: r,
         })

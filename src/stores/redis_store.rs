@@ -1,5 +1,6 @@
-//! Redis stores: sessions as JSON with a sliding TTL (GETEX, one round trip per request),
-//! refresh rotation as one Lua script, counters with INCR + EXPIRE NX.
+//! Redis stores: sessions as JSON with a sliding TTL (GETEX, one round trip per check; an
+//! instance answers most checks from `session_cache`), changes to sessions announced on a
+//! pub/sub channel, refresh rotation as one Lua script, counters with INCR + EXPIRE NX.
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -9,12 +10,14 @@ use super::*;
 
 pub struct RedisStore {
     conn: ConnectionManager,
+    client: redis::Client,
     prefix: String,
     rotate: Script,
     mark_mfa: Script,
 }
 
-/// Flip the MFA flags in place, leaving the refresh generation as it is.
+/// Flip the MFA flags in place, leaving the refresh generation as it is, and tell every
+/// instance (ARGV[2]: channel, ARGV[3]: session id).
 const MARK_MFA_LUA: &str = r#"
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
@@ -22,11 +25,13 @@ local s = cjson.decode(raw)
 s['mfa_enrolled'] = true
 s['restricted'] = false
 redis.call('SET', KEYS[1], cjson.encode(s), 'EX', ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 "#;
 
-/// Compare-and-advance of the refresh generation; revoke the session on mismatch.
-/// Returns the new session JSON, 0 for reuse (session deleted), or nil when it is gone.
+/// Compare-and-advance of the refresh generation; revoke the session on mismatch (and tell
+/// every instance: ARGV[3] channel, ARGV[4] session id). Returns the new session JSON, 0 for
+/// reuse (session deleted), or nil when it is gone.
 const ROTATE_LUA: &str = r#"
 local raw = redis.call('GET', KEYS[1])
 if not raw then return nil end
@@ -38,6 +43,7 @@ if tonumber(s['refresh_gen']) == tonumber(ARGV[1]) then
   return out
 end
 redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 0
 "#;
 
@@ -54,9 +60,10 @@ impl RedisStore {
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client, cfg).await?;
+        let conn = ConnectionManager::new_with_config(client.clone(), cfg).await?;
         Ok(RedisStore {
             conn,
+            client,
             prefix: prefix.to_owned(),
             rotate: Script::new(ROTATE_LUA),
             mark_mfa: Script::new(MARK_MFA_LUA),
@@ -69,6 +76,52 @@ impl RedisStore {
 
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// Where changes to sessions are announced (the payload is the session id).
+    fn sessions_channel(&self) -> String {
+        format!("{}sessions:changed", self.prefix)
+    }
+
+    /// Keep `cache` told of every session change on any instance, for as long as the cache
+    /// lives: subscribe, mark the cache listening once the subscription is confirmed, drop
+    /// sessions as their messages arrive, and on a lost connection mark it not listening
+    /// (which empties it) and subscribe again.
+    pub fn watch_sessions(&self, cache: std::sync::Weak<super::session_cache::SessionCache>) {
+        let client = self.client.clone();
+        let channel = self.sessions_channel();
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            loop {
+                match client.get_async_pubsub().await {
+                    Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                        Ok(()) => {
+                            let Some(c) = cache.upgrade() else { return };
+                            c.set_listening(true);
+                            drop(c);
+                            let mut messages = pubsub.on_message();
+                            while let Some(msg) = messages.next().await {
+                                let Some(c) = cache.upgrade() else { return };
+                                match msg.get_payload::<String>() {
+                                    Ok(sid) => c.invalidate(&sid),
+                                    Err(_) => c.forget_all(),
+                                }
+                            }
+                            tracing::warn!("session change subscription lost; resubscribing");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot subscribe to session changes"),
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot open the session change subscription")
+                    }
+                }
+                match cache.upgrade() {
+                    Some(c) => c.set_listening(false),
+                    None => return,
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
     }
 }
 
@@ -100,13 +153,22 @@ impl SessionStore for RedisStore {
             .mark_mfa
             .key(self.key("s", sid))
             .arg(secs(idle))
+            .arg(self.sessions_channel())
+            .arg(sid)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(())
     }
 
     async fn delete(&self, sid: &str) -> StoreResult<()> {
-        let _: () = self.conn().del(self.key("s", sid)).await?;
+        let _: () = redis::pipe()
+            .atomic()
+            .del(self.key("s", sid))
+            .ignore()
+            .publish(self.sessions_channel(), sid)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
         Ok(())
     }
 
@@ -130,6 +192,8 @@ impl SessionStore for RedisStore {
             .key(self.key("s", sid))
             .arg(expected)
             .arg(secs(idle))
+            .arg(self.sessions_channel())
+            .arg(sid)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(match out {

@@ -152,8 +152,10 @@ struct Head {
     hash: Vec<u8>,
 }
 
+/// `%Y-%m-%dT%H:%M:%S%.6fZ`, the form row hashes have always used (without parsing a format
+/// string per call).
 fn timestamp(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// SHA-256 over `prev_hash ‖ seq ‖ each field length-prefixed`. Changing any stored value,
@@ -192,7 +194,7 @@ pub(crate) fn row_hash(m: &audit_log::Model) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-fn chain(head: &mut Head, events: Vec<AuditEvent>) -> Vec<audit_log::Model> {
+fn chain(head: &mut Head, events: &[AuditEvent]) -> Vec<audit_log::Model> {
     // Microsecond precision: what PostgreSQL keeps, so the stored row hashes the same.
     let now = Utc::now().trunc_subsecs(6);
     let mut rows = Vec::with_capacity(events.len());
@@ -206,14 +208,17 @@ fn chain(head: &mut Head, events: Vec<AuditEvent>) -> Vec<audit_log::Model> {
             actor_role: ev.actor_role.map(str::to_owned),
             action: ev.action.to_owned(),
             resource_type: ev.resource_type.to_owned(),
-            resource_id: ev.resource_id,
+            resource_id: ev.resource_id.clone(),
             patient_id: ev.patient_id,
             outcome: ev.outcome.as_str().to_owned(),
             detail: ev.detail.to_string(),
             break_glass: ev.break_glass,
-            ip: ev.ip,
-            user_agent: ev.user_agent.map(|ua| ua.chars().take(256).collect()),
-            request_id: ev.request_id,
+            ip: ev.ip.clone(),
+            user_agent: ev
+                .user_agent
+                .as_ref()
+                .map(|ua| ua.chars().take(256).collect()),
+            request_id: ev.request_id.clone(),
             prev_hash: head.hash.clone(),
             hash: Vec::new(),
         };
@@ -260,7 +265,7 @@ async fn append(
     if events.is_empty() {
         return Ok(());
     }
-    let rows = chain(head, events);
+    let rows = chain(head, &events);
     let rows = rows.into_iter().map(audit_log::ActiveModel::from);
     // Stay well under SQLite's and PostgreSQL's bound-parameter limits (17 columns a row).
     let mut rows = rows.peekable();
@@ -375,7 +380,10 @@ async fn writer(db: DatabaseConnection, mut held: HeldConnection, mut rx: mpsc::
                 Err(_) => break,
             }
         }
-        let events: Vec<AuditEvent> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
+        let events: Vec<AuditEvent> = jobs
+            .iter_mut()
+            .flat_map(|j| std::mem::take(&mut j.events))
+            .collect();
         let result = match db.get_database_backend() {
             DbBackend::Postgres => commit_batch_postgres(&db, &mut held, &mut head, events).await,
             _ => commit_batch(&db, events).await,
@@ -423,7 +431,7 @@ async fn commit_batch_postgres(
             None => read_head(held).await?,
         };
         let mut head = start.clone();
-        let rows = chain(&mut head, events.clone());
+        let rows = chain(&mut head, &events);
         if append_optimistic(held, &start, &head, &rows).await? {
             *cached = Some(head);
             return Ok(());
@@ -457,6 +465,52 @@ FROM json_to_recordset($4::json) AS r(seq int8, id uuid, occurred_at timestamptz
   request_id text, prev_hash text, hash text)
 WHERE EXISTS (SELECT 1 FROM head)"#;
 
+/// One row as `APPEND_SQL` reads it from JSON.
+#[derive(serde::Serialize)]
+struct RowJson<'a> {
+    seq: i64,
+    id: Uuid,
+    occurred_at: String,
+    actor_id: Option<Uuid>,
+    actor_role: Option<&'a str>,
+    action: &'a str,
+    resource_type: &'a str,
+    resource_id: Option<&'a str>,
+    patient_id: Option<Uuid>,
+    outcome: &'a str,
+    detail: &'a str,
+    break_glass: bool,
+    ip: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    request_id: Option<&'a str>,
+    prev_hash: String,
+    hash: String,
+}
+
+impl<'a> From<&'a audit_log::Model> for RowJson<'a> {
+    fn from(m: &'a audit_log::Model) -> Self {
+        RowJson {
+            seq: m.seq,
+            id: m.id,
+            occurred_at: timestamp(&m.occurred_at),
+            actor_id: m.actor_id,
+            actor_role: m.actor_role.as_deref(),
+            action: &m.action,
+            resource_type: &m.resource_type,
+            resource_id: m.resource_id.as_deref(),
+            patient_id: m.patient_id,
+            outcome: &m.outcome,
+            detail: &m.detail,
+            break_glass: m.break_glass,
+            ip: m.ip.as_deref(),
+            user_agent: m.user_agent.as_deref(),
+            request_id: m.request_id.as_deref(),
+            prev_hash: hex::encode(&m.prev_hash),
+            hash: hex::encode(&m.hash),
+        }
+    }
+}
+
 /// Insert `rows` (chained from `start` to `end`) if the head is still at `start`. Returns
 /// whether it was.
 async fn append_optimistic(
@@ -465,30 +519,8 @@ async fn append_optimistic(
     end: &Head,
     rows: &[audit_log::Model],
 ) -> AppResult<bool> {
-    let json: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|m| {
-            serde_json::json!({
-                "seq": m.seq,
-                "id": m.id,
-                "occurred_at": timestamp(&m.occurred_at),
-                "actor_id": m.actor_id,
-                "actor_role": m.actor_role,
-                "action": m.action,
-                "resource_type": m.resource_type,
-                "resource_id": m.resource_id,
-                "patient_id": m.patient_id,
-                "outcome": m.outcome,
-                "detail": m.detail,
-                "break_glass": m.break_glass,
-                "ip": m.ip,
-                "user_agent": m.user_agent,
-                "request_id": m.request_id,
-                "prev_hash": hex::encode(&m.prev_hash),
-                "hash": hex::encode(&m.hash),
-            })
-        })
-        .collect();
+    let json: Vec<RowJson<'_>> = rows.iter().map(RowJson::from).collect();
+    let json = serde_json::to_string(&json).map_err(AppError::internal)?;
     let stmt = Statement::from_sql_and_values(
         DbBackend::Postgres,
         APPEND_SQL,
@@ -496,8 +528,28 @@ async fn append_optimistic(
             end.seq.into(),
             end.hash.clone().into(),
             start.seq.into(),
-            serde_json::Value::Array(json).to_string().into(),
+            json.into(),
         ],
     );
     Ok(held.execute(stmt).await? == rows.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeZone, Utc};
+
+    #[test]
+    fn timestamps_keep_the_hashed_form() {
+        let cases: [DateTime<Utc>; 3] = [
+            Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+            Utc.timestamp_micros(1_795_000_000_123_456).unwrap(),
+            Utc.timestamp_micros(1_795_000_000_000_001).unwrap(),
+        ];
+        for t in cases {
+            assert_eq!(
+                super::timestamp(&t),
+                t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+            );
+        }
+    }
 }

@@ -7,8 +7,9 @@
 //! each statement is a hand-off to the connection's thread and back. Here
 //! concurrent reads queue up for a few reader tasks, each holding a connection of its own
 //! (`crate::held`: no release check), and the next free reader sends whatever has queued
-//! as one statement ((patient, provider) pairs joined to `patients`). An idle server answers a lone read at once, as its own batch of one;
-//! under load the batches grow by themselves while earlier ones are in flight. Each pair
+//! as one statement ((patient, provider) pairs joined to `patients`). An idle server
+//! answers a lone read at once, as its own batch of one; under load the batches grow by
+//! themselves while earlier ones are in flight. Each pair
 //! carries its own provider, so the care-team and emergency-access facts are decided per
 //! request, by the same conditions `access::visible_patients` applies to lists.
 use std::sync::Arc;

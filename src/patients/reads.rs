@@ -11,7 +11,7 @@
 //! answers a lone read at once, as its own batch of one; under load the batches grow by
 //! themselves while earlier ones are in flight. Each pair
 //! carries its own provider, so the care-team and emergency-access facts are decided per
-//! request, by the same conditions `access::visible_patients` applies to lists.
+//! request, by `access::provider_standing`, the conditions lists apply too.
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -113,12 +113,16 @@ async fn reader(mut conn: HeldConnection, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
     }
 }
 
-/// The standing columns, for a pairs relation `r` exposing `provider` and a placeholder for
-/// "now".
-fn standing(provider: &str, now: &str) -> String {
-    format!(
-        r#"EXISTS (SELECT 1 FROM "care_team" WHERE "care_team"."patient_id" = "patients"."id" AND "care_team"."provider_id" = {provider}) AS "cg_care_team", EXISTS (SELECT 1 FROM "emergency_access" WHERE "emergency_access"."patient_id" = "patients"."id" AND "emergency_access"."provider_id" = {provider} AND "emergency_access"."expires_at" > {now}) AS "cg_emergency""#
-    )
+/// The standing columns (`access::provider_standing`) as SQL text, with the provider and
+/// "now" given as SQL expressions of the statement they go into.
+fn standing<B: sea_orm::sea_query::QueryBuilder>(builder: B, provider: &str, now: &str) -> String {
+    use sea_orm::sea_query::{Expr, Query};
+    let (team, emergency) = crate::access::provider_standing(Expr::cust(provider), Expr::cust(now));
+    let select = Query::select()
+        .expr_as(team, sea_orm::sea_query::Alias::new("cg_care_team"))
+        .expr_as(emergency, sea_orm::sea_query::Alias::new("cg_emergency"))
+        .to_string(builder);
+    select.strip_prefix("SELECT ").unwrap_or(&select).to_owned()
 }
 
 /// Every column of `patients`, qualified and quoted.
@@ -136,7 +140,7 @@ fn postgres_sql() -> &'static str {
         format!(
             r#"SELECT r.i AS cg_i, {columns}, {standing} FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS r(patient, provider, i) JOIN "patients" ON "patients"."id" = r.patient WHERE "patients"."archived_at" IS NULL"#,
             columns = patient_columns(),
-            standing = standing("r.provider", "$3"),
+            standing = standing(sea_orm::sea_query::PostgresQueryBuilder, "r.provider", "$3"),
         )
     });
     SQL.as_str()
@@ -149,7 +153,11 @@ fn sqlite_sql() -> &'static str {
         format!(
             r#"SELECT r.key + 1 AS cg_i, {columns}, {standing} FROM json_each(?1) AS r JOIN "patients" ON "patients"."id" = unhex(json_extract(r.value, '$[0]')) WHERE "patients"."archived_at" IS NULL"#,
             columns = patient_columns(),
-            standing = standing("unhex(json_extract(r.value, '$[1]'))", "?2"),
+            standing = standing(
+                sea_orm::sea_query::SqliteQueryBuilder,
+                "unhex(json_extract(r.value, '$[1]'))",
+                "?2",
+            ),
         )
     });
     SQL.as_str()

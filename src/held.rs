@@ -47,8 +47,9 @@ impl HeldConnection {
     }
 
     async fn conn(&mut self) -> Result<&mut Conn, DbErr> {
-        if self.conn.is_none() {
-            let conn = match self.db.get_database_backend() {
+        let conn = match self.conn.take() {
+            Some(c) => c,
+            None => match self.db.get_database_backend() {
                 DbBackend::Postgres => Conn::Postgres(
                     self.db
                         .get_postgres_connection_pool()
@@ -63,12 +64,9 @@ impl HeldConnection {
                         .await
                         .map_err(db_err)?,
                 ),
-            };
-            self.conn = Some(conn);
-        }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| DbErr::Custom("no connection".into()))
+            },
+        };
+        Ok(self.conn.insert(conn))
     }
 
     /// Keep the connection if `result` is fine; give it back to the pool if not.

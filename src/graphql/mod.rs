@@ -1,9 +1,9 @@
 //! Schema assembly: the domain roots merged into one schema, plus limits and extensions.
 pub mod context;
 pub mod deny_by_default;
-pub mod document_cache;
 pub mod guards;
 pub mod loaders;
+pub mod operation_cache;
 pub mod ws_session;
 
 use async_graphql::dataloader::DataLoader;
@@ -64,8 +64,7 @@ pub fn schema_builder(
     .limit_complexity(limits.complexity)
     .limit_recursive_depth(32)
     .limit_directives(20)
-    .extension(document_cache::DocumentCache::new(512))
-    .extension(ws_session::WsViewer)
+    .extension(operation_cache::OperationCache::new(512))
     .extension(deny_by_default::DenyByDefault);
     if !limits.introspection {
         b = b.disable_introspection();
@@ -73,14 +72,31 @@ pub fn schema_builder(
     b
 }
 
+/// The schema HTTP requests run on: the handler has already resolved the viewer.
 pub fn build(state: &AppState) -> AppSchema {
+    build_with(state, |b| b)
+}
+
+/// The schema websocket operations run on: the same, plus the extension that resolves the
+/// viewer from the socket's token for each operation. A schema of its own, so that HTTP
+/// requests do not pass through an extension that has nothing to do for them.
+pub fn build_ws(state: &AppState) -> AppSchema {
+    build_with(state, |b| b.extension(ws_session::WsViewer))
+}
+
+fn build_with(
+    state: &AppState,
+    extend: impl FnOnce(
+        async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription>,
+    ) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription>,
+) -> AppSchema {
     let cfg = &state.cfg;
     let limits = Limits {
         depth: cfg.query_depth_limit,
         complexity: cfg.query_complexity_limit,
         introspection: cfg.introspection,
     };
-    schema_builder(limits).data(state.clone()).finish()
+    extend(schema_builder(limits)).data(state.clone()).finish()
 }
 
 /// The SDL as `caregraph schema` prints it and `schema.graphql` stores it.

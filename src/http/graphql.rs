@@ -306,7 +306,7 @@ pub async fn ws_handler(
             }
             let replayed =
                 futures_util::stream::once(async move { Ok(Message::Text(init)) }).chain(stream);
-            GraphQLWebSocket::new_with_pair(sink, replayed, s.schema.clone(), protocol)
+            GraphQLWebSocket::new_with_pair(sink, replayed, s.ws_schema.clone(), protocol)
                 .on_connection_init(move |_payload| async move {
                     // Only the token stays on the socket; each operation resolves the viewer
                     // afresh (graphql::ws_session).

@@ -23,12 +23,16 @@ use crate::state::AppState;
 pub struct HttpState {
     pub app: AppState,
     pub schema: AppSchema,
+    pub ws_schema: AppSchema,
 }
 
 pub fn router(app: AppState) -> Router {
-    let schema = crate::graphql::build(&app);
-    let max_body = app.cfg.max_body_bytes;
-    let state = HttpState { app, schema };
+    let state = HttpState {
+        schema: crate::graphql::build(&app),
+        ws_schema: crate::graphql::build_ws(&app),
+        app,
+    };
+    let max_body = state.app.cfg.max_body_bytes;
     let request_id = HeaderName::from_static("x-request-id");
     let middleware = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(request_id.clone(), NewRequestId))

@@ -6,7 +6,8 @@ use crate::on_both_backends;
 
 on_both_backends!(
     a_patient_read_is_one_query_plus_the_audit_batch,
-    listing_patients_costs_a_constant_number_of_queries
+    listing_patients_costs_a_constant_number_of_queries,
+    known_operations_answer_bad_variables_as_on_first_sight
 );
 
 /// Statements (data, audit) that one request caused.
@@ -65,4 +66,47 @@ async fn listing_patients_costs_a_constant_number_of_queries(b: Backend) {
         "statements grow with the page size: {small} for 2, {large} for 50"
     );
     assert!(large <= 6, "{large} statements for a page");
+}
+
+/// Operations seen before skip parsing and, for the same shape of variables, validation
+/// (graphql::operation_cache). Every bad value must still be answered exactly as the first
+/// time the operation is seen: the cold text differs only by a trailing comment, so error
+/// positions match.
+async fn known_operations_answer_bad_variables_as_on_first_sight(b: Backend) {
+    let app = spawn_app(b).await;
+    let pid = app.patient_id(PATIENT).await;
+    let t = app.token(DOCTOR).await;
+    let read = "query($id: ID!) { patient(id: $id) { id givenName } }";
+    let list = "query($n: Int) { patients(first: $n) { edges { node { givenName } } } }";
+    // Warm both: the documents and their validation for good values.
+    for _ in 0..2 {
+        let r = app.gql(Some(&t), read, json!({ "id": pid })).await;
+        assert_eq!(r["data"]["patient"]["givenName"], "Testy", "{r}");
+        let r = app.gql(Some(&t), list, json!({ "n": 5 })).await;
+        assert!(r["errors"].is_null(), "{r}");
+    }
+    let cases = [
+        (read, json!({ "id": 1.5 })),
+        (read, json!({ "id": true })),
+        (read, json!({ "id": null })),
+        (read, json!({ "id": { "a": 1 } })),
+        (read, json!({ "id": [pid.clone()] })),
+        (read, json!({})),
+        (read, json!({ "id": 7 })),
+        (list, json!({ "n": 2.5 })),
+        (list, json!({ "n": "5" })),
+        (list, json!({ "n": 18446744073709551615u64 })),
+        (list, json!({ "n": null })),
+    ];
+    for (i, (q, vars)) in cases.into_iter().enumerate() {
+        let cold = app.gql(Some(&t), &format!("{q} # {i}"), vars.clone()).await;
+        let warm = app.gql(Some(&t), q, vars.clone()).await;
+        assert_eq!(warm, cold, "{q} with {vars}");
+        let again = app.gql(Some(&t), q, vars.clone()).await;
+        assert_eq!(again, cold, "{q} with {vars}, twice");
+    }
+    // Refused values really were refused before anything ran.
+    let r = app.gql(Some(&t), read, json!({ "id": 1.5 })).await;
+    assert_eq!(code(&r), Some("VALIDATION"), "{r}");
+    assert!(r["data"].is_null(), "{r}");
 }

@@ -94,6 +94,33 @@ impl HeldConnection {
         self.settle(result)
     }
 
+    /// Every row the statement returns, decoded by `T`'s own `sqlx::FromRow` for either
+    /// backend: for hot rows, where sea-orm's by-name decoding (which formats an error
+    /// message for every NULL column it meets) costs more than the query.
+    pub async fn query_as<T>(&mut self, stmt: Statement) -> Result<Vec<T>, DbErr>
+    where
+        T: Send
+            + Unpin
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+    {
+        self.sql.observe(&stmt.sql);
+        let values = SqlxValues(stmt.values.unwrap_or(Values(Vec::new())));
+        let result = match self.conn().await? {
+            Conn::Postgres(c) => {
+                sqlx::query_as_with::<_, T, _>(&stmt.sql, values)
+                    .fetch_all(&mut **c)
+                    .await
+            }
+            Conn::Sqlite(c) => {
+                sqlx::query_as_with::<_, T, _>(&stmt.sql, values)
+                    .fetch_all(&mut **c)
+                    .await
+            }
+        };
+        self.settle(result)
+    }
+
     /// Run the statement; returns the number of rows it affected.
     pub async fn execute(&mut self, stmt: Statement) -> Result<u64, DbErr> {
         self.sql.observe(&stmt.sql);

@@ -30,9 +30,24 @@ fn meta(headers: &HeaderMap, peer: SocketAddr, trusted: &[IpAddr]) -> RequestMet
     let forwarded = text("x-forwarded-for");
     RequestMeta {
         ip: Some(client_ip(peer.ip(), forwarded.as_deref(), trusted).to_string()),
-        user_agent: text("user-agent").map(|u| u.chars().take(256).collect()),
+        user_agent: headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(|u| truncate(u, 256).to_owned()),
         request_id: text("x-request-id"),
     }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// The client's address: the peer, unless the peer is a trusted proxy, in which case the

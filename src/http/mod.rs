@@ -2,6 +2,7 @@
 pub mod graphql;
 pub mod health;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,20 +19,22 @@ use tower_http::trace::TraceLayer;
 use crate::graphql::AppSchema;
 use crate::state::AppState;
 
-/// What the HTTP handlers share.
-#[derive(Clone)]
-pub struct HttpState {
+/// What the HTTP handlers share: behind one `Arc`, so handing it to a request is a single
+/// reference count, not one for every store, pool and key in `AppState`.
+pub type HttpState = Arc<Shared>;
+
+pub struct Shared {
     pub app: AppState,
     pub schema: AppSchema,
     pub ws_schema: AppSchema,
 }
 
 pub fn router(app: AppState) -> Router {
-    let state = HttpState {
+    let state = Arc::new(Shared {
         schema: crate::graphql::build(&app),
         ws_schema: crate::graphql::build_ws(&app),
         app,
-    };
+    });
     let max_body = state.app.cfg.max_body_bytes;
     let request_id = HeaderName::from_static("x-request-id");
     let middleware = ServiceBuilder::new()
@@ -58,19 +61,7 @@ pub fn router(app: AppState) -> Router {
             },
         ))
         .layer(RequestBodyLimitLayer::new(max_body))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
+        .map_response(secure_headers)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)));
     let cors = cors_layer(&state.app.cfg.cors_origins);
     Router::new()
@@ -84,6 +75,24 @@ pub fn router(app: AppState) -> Router {
         .layer(middleware)
         .layer(cors)
         .with_state(state)
+}
+
+/// Headers every response carries (one layer rather than one per header).
+fn secure_headers(mut res: axum::response::Response) -> axum::response::Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
 }
 
 /// A random (v4) request id for requests that arrive without one, from the thread's CSPRNG

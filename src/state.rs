@@ -37,7 +37,8 @@ impl SqlStats {
         use std::sync::atomic::Ordering::Relaxed;
         // The statement text holds placeholders only, never bound values.
         tracing::trace!(target: "caregraph::sql", %sql);
-        if sql.contains("audit_log") || sql.contains("audit_head") {
+        // `audit_log` and `audit_head`.
+        if sql.contains("audit_") {
             self.audit.fetch_add(1, Relaxed);
         } else {
             self.data.fetch_add(1, Relaxed);

@@ -483,8 +483,24 @@ struct RowJson<'a> {
     ip: Option<&'a str>,
     user_agent: Option<&'a str>,
     request_id: Option<&'a str>,
-    prev_hash: String,
-    hash: String,
+    prev_hash: Hex<'a>,
+    hash: Hex<'a>,
+}
+
+/// Bytes as lower-case hex text, encoded on the stack (a hash is 32 bytes): `hex::encode`
+/// builds its `String` a character at a time.
+struct Hex<'a>(&'a [u8]);
+
+impl serde::Serialize for Hex<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 64];
+        if let Some(out) = buf.get_mut(..self.0.len() * 2)
+            && hex::encode_to_slice(self.0, out).is_ok()
+        {
+            return s.serialize_str(std::str::from_utf8(out).map_err(serde::ser::Error::custom)?);
+        }
+        s.serialize_str(&hex::encode(self.0))
+    }
 }
 
 impl<'a> From<&'a audit_log::Model> for RowJson<'a> {
@@ -505,8 +521,8 @@ impl<'a> From<&'a audit_log::Model> for RowJson<'a> {
             ip: m.ip.as_deref(),
             user_agent: m.user_agent.as_deref(),
             request_id: m.request_id.as_deref(),
-            prev_hash: hex::encode(&m.prev_hash),
-            hash: hex::encode(&m.hash),
+            prev_hash: Hex(&m.prev_hash),
+            hash: Hex(&m.hash),
         }
     }
 }
@@ -537,6 +553,17 @@ async fn append_optimistic(
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, TimeZone, Utc};
+
+    #[test]
+    fn hex_is_hex_encode() {
+        for len in [0usize, 1, 32, 33, 100] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
+            assert_eq!(
+                serde_json::to_string(&super::Hex(&bytes)).unwrap(),
+                format!("\"{}\"", hex::encode(&bytes))
+            );
+        }
+    }
 
     #[test]
     fn timestamps_keep_the_hashed_form() {

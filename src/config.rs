@@ -24,6 +24,12 @@ pub struct HashParams {
     pub p_cost: u32,
 }
 
+/// Half the cores, at least one: logins hash on the blocking pool, and a burst of them must
+/// leave cores to the requests already in flight.
+fn default_hash_lanes() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
 /// OWASP's argon2id minimum (19 MiB, 2 passes, 1 lane); production refuses less.
 pub const MIN_HASH_PARAMS: HashParams = HashParams {
     m_cost_kib: 19_456,
@@ -54,6 +60,8 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     pub mfa_required_roles: Vec<Role>,
     pub hash_params: HashParams,
+    /// Password hashes computed at once; the rest wait their turn.
+    pub hash_lanes: usize,
     pub login_max_per_account: u64,
     pub login_max_per_ip: u64,
     pub login_window: Duration,
@@ -159,6 +167,10 @@ impl Config {
             t_cost: v.parse("PASSWORD_HASH_T_COST", MIN_HASH_PARAMS.t_cost)?,
             p_cost: v.parse("PASSWORD_HASH_P_COST", MIN_HASH_PARAMS.p_cost)?,
         };
+        let hash_lanes = v.parse("PASSWORD_HASH_LANES", default_hash_lanes())?;
+        if hash_lanes == 0 {
+            return Err(invalid("PASSWORD_HASH_LANES", "must be at least 1"));
+        }
         let mut cfg = Config {
             env,
             bind_addr: v
@@ -185,6 +197,7 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(v.parse("REFRESH_TOKEN_TTL_SECS", 12 * 3600)?),
             mfa_required_roles,
             hash_params,
+            hash_lanes,
             login_max_per_account: v.parse("LOGIN_MAX_ATTEMPTS_PER_ACCOUNT", 5)?,
             login_max_per_ip: v.parse("LOGIN_MAX_ATTEMPTS_PER_IP", 50)?,
             login_window: Duration::from_secs(v.parse("LOGIN_WINDOW_SECS", 900)?),
@@ -274,5 +287,24 @@ impl Config {
 
     pub fn is_sqlite(&self) -> bool {
         self.database_url.expose_secret().starts_with("sqlite:")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::Config;
+
+    #[test]
+    fn password_hash_lanes_default_and_refuse_zero() {
+        let mut vars = HashMap::new();
+        let cfg = Config::from_vars(&vars).expect("defaults load");
+        assert!(cfg.hash_lanes >= 1);
+        vars.insert("PASSWORD_HASH_LANES".to_owned(), "3".to_owned());
+        assert_eq!(Config::from_vars(&vars).unwrap().hash_lanes, 3);
+        vars.insert("PASSWORD_HASH_LANES".to_owned(), "0".to_owned());
+        let err = Config::from_vars(&vars).unwrap_err().to_string();
+        assert!(err.contains("PASSWORD_HASH_LANES"), "{err}");
     }
 }

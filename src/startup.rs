@@ -116,7 +116,7 @@ pub async fn build_state(cfg: Config) -> Result<AppState, StartupError> {
         .map_err(|e| StartupError::Setup(e.to_string()))?;
     let tokens = TokenKeys::from_config(&cfg)
         .map_err(|_| StartupError::Setup("invalid token signing key".into()))?;
-    let passwords = Passwords::new(cfg.hash_params)
+    let passwords = Passwords::new(cfg.hash_params, cfg.hash_lanes)
         .map_err(|_| StartupError::Setup("invalid password hash parameters".into()))?;
     let audit = AuditLog::start(db.clone(), sql.clone(), cfg.audit_queue);
     let reads = crate::patients::reads::ProviderReads::start(

@@ -19,7 +19,8 @@ pub struct Passwords {
 }
 
 impl Passwords {
-    pub fn new(p: HashParams) -> AppResult<Passwords> {
+    /// `lanes`: hashes computed at once (at least one).
+    pub fn new(p: HashParams, lanes: usize) -> AppResult<Passwords> {
         let params = Params::new(p.m_cost_kib, p.t_cost, p.p_cost, None)
             .map_err(|_| AppError::internal_msg("invalid argon2 parameters"))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
@@ -28,13 +29,10 @@ impl Passwords {
             .hash_password(b"caregraph-timing-equaliser", &salt)
             .map_err(|_| AppError::internal_msg("argon2 failed"))?
             .to_string();
-        let lanes = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
         Ok(Passwords {
             argon,
             dummy_hash: Arc::new(dummy),
-            permits: Arc::new(Semaphore::new(lanes)),
+            permits: Arc::new(Semaphore::new(lanes.max(1))),
         })
     }
 

@@ -2,16 +2,16 @@
 //!
 //! A portal's hottest operation is one provider opening one chart. Sent one by one, each
 //! read is a pool checkout, a query and sqlx's release check: two round trips to
-//! PostgreSQL, and on a busy server most of the database's CPU went to network handling
-//! and per-statement executor start-up rather than to the lookups themselves; on SQLite,
-//! each statement is a hand-off to the connection's thread and back. Here
-//! concurrent reads queue up for a few reader tasks, each holding a connection of its own
-//! (`crate::held`: no release check), and the next free reader sends whatever has queued
-//! as one statement ((patient, provider) pairs joined to `patients`). An idle server
-//! answers a lone read at once, as its own batch of one; under load the batches grow by
-//! themselves while earlier ones are in flight. Each pair
-//! carries its own provider, so the care-team and emergency-access facts are decided per
-//! request, by `access::provider_standing`, the conditions lists apply too.
+//! PostgreSQL, and on a busy server most of the database's CPU went to network handling and
+//! per-statement executor start-up rather than to the lookups themselves; on SQLite, each
+//! statement is a hand-off to the connection's thread and back. Here concurrent reads queue
+//! up for the reader tasks ([`IN_FLIGHT`], now one), each holding a connection of its own
+//! (`crate::held`: no release check), and the next free reader sends whatever has queued as
+//! one statement ((patient, provider) pairs joined to `patients`). An idle server answers a
+//! lone read at once, as its own batch of one; under load the batches grow by themselves
+//! while earlier ones are in flight. Each pair carries its own provider, so the care-team
+//! and emergency-access facts are decided per request, by `access::provider_standing`, the
+//! conditions lists apply too.
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -48,11 +48,14 @@ pub struct ProviderReads {
 /// Most reads one statement carries.
 const MAX_BATCH: usize = 256;
 /// Most readers, so statements in flight at once; while all are busy, new reads gather into the
-/// next batch. Fewer readers make larger batches: under a closed-loop load on the 2-core
-/// rig, one reader sent 0.22-0.24 statements per read (reads and audit batches together) and
-/// PostgreSQL spent 64-73 µs per read; four readers sent 0.41-0.42 and it spent 90-98 µs.
-/// Two keep most of that while a slow statement does not hold up every read behind it.
-const IN_FLIGHT: usize = 2;
+/// next batch. Fewer readers make larger batches. Under a closed-loop load on the 2-core
+/// rig, four readers sent 0.41-0.42 statements per read (reads and audit batches together)
+/// and PostgreSQL spent 90-98 µs per read; one sent 0.22-0.24 and PostgreSQL spent 64-73 µs.
+/// Once parsing, validation and row decoding had been cut down, two readers against one
+/// measured 10,000-12,100 req/s against 12,700-13,300, with 64-83 µs of server CPU per read
+/// against 53-56 and PostgreSQL's 57-64 µs against 50-51; at a fixed 1,000 req/s the
+/// latencies were the same. A lone read still goes at once, as a batch of one.
+const IN_FLIGHT: usize = 1;
 
 impl ProviderReads {
     /// Start the readers, each on a connection of its own: a quarter of the pool's

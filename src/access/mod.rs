@@ -50,6 +50,21 @@ impl Role {
     }
 }
 
+/// Most bytes of a client's user agent that requests and audit rows keep.
+pub const USER_AGENT_MAX: usize = 256;
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+pub fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Where a request came from; copied into every audit row.
 #[derive(Clone, Debug, Default)]
 pub struct RequestMeta {
@@ -537,4 +552,18 @@ async fn load_scopes(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod clip_tests {
+    use super::clip;
+
+    #[test]
+    fn clip_cuts_at_a_character_boundary() {
+        assert_eq!(clip("abc", 5), "abc");
+        assert_eq!(clip("abcdef", 3), "abc");
+        // "é" is two bytes: a cut through it falls back to before it.
+        assert_eq!(clip("aé", 2), "a");
+        assert_eq!(clip("aé", 3), "aé");
+    }
 }

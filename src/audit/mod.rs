@@ -216,8 +216,8 @@ fn chain(head: &mut Head, events: &[AuditEvent]) -> Vec<audit_log::Model> {
             ip: ev.ip.clone(),
             user_agent: ev
                 .user_agent
-                .as_ref()
-                .map(|ua| ua.chars().take(256).collect()),
+                .as_deref()
+                .map(|ua| crate::access::clip(ua, crate::access::USER_AGENT_MAX).to_owned()),
             request_id: ev.request_id.clone(),
             prev_hash: head.hash.clone(),
             hash: Vec::new(),

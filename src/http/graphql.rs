@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 
 use super::HttpState;
-use crate::access::RequestMeta;
+use crate::access::{RequestMeta, USER_AGENT_MAX, clip};
 use crate::auth::service::resolve_viewer;
 use crate::graphql::context::RequestCtx;
 use crate::graphql::ws_session::WsSession;
@@ -33,21 +33,9 @@ fn meta(headers: &HeaderMap, peer: SocketAddr, trusted: &[IpAddr]) -> RequestMet
         user_agent: headers
             .get("user-agent")
             .and_then(|v| v.to_str().ok())
-            .map(|u| truncate(u, 256).to_owned()),
+            .map(|u| clip(u, USER_AGENT_MAX).to_owned()),
         request_id: text("x-request-id"),
     }
-}
-
-/// At most `max` bytes of `s`, cut at a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// The client's address: the peer, unless the peer is a trusted proxy, in which case the

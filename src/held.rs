@@ -137,4 +137,27 @@ impl HeldConnection {
         };
         self.settle(result)
     }
+
+    /// PostgreSQL only: run `sql` with arguments bound by the caller straight into sqlx
+    /// (typed arrays with NULL elements, which sea-query's values cannot carry); returns the
+    /// number of rows it affected.
+    pub async fn execute_postgres(
+        &mut self,
+        sql: &'static str,
+        args: sqlx::postgres::PgArguments,
+    ) -> Result<u64, DbErr> {
+        self.sql.observe(sql);
+        let result = match self.conn().await? {
+            Conn::Postgres(c) => sqlx::query_with(sql, args)
+                .execute(&mut **c)
+                .await
+                .map(|r| r.rows_affected()),
+            Conn::Sqlite(_) => {
+                return Err(DbErr::Custom(
+                    "execute_postgres called on a SQLite connection".into(),
+                ));
+            }
+        };
+        self.settle(result)
+    }
 }

@@ -448,83 +448,61 @@ async fn read_head(held: &mut HeldConnection) -> AppResult<Head> {
     head_from(held.query_all(stmt).await?.first())
 }
 
-/// The rows travel as one JSON array, so the statement text (and its prepared plan) is the
-/// same whatever the batch size; hashes go hex-encoded.
+/// The rows travel column by column, as typed arrays in PostgreSQL's binary format, so the
+/// statement text (and its prepared plan) is the same whatever the batch size. Every row of a
+/// batch shares its time (`$4`); row `n` of the batch gets `seq` `$3 + n`. Sent as one JSON
+/// array instead, the batch cost PostgreSQL a fifth of its CPU per read in parsing it.
 const APPEND_SQL: &str = r#"WITH head AS (
   UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3 RETURNING id
 )
 INSERT INTO audit_log (seq, id, occurred_at, actor_id, actor_role, action, resource_type,
   resource_id, patient_id, outcome, detail, break_glass, ip, user_agent, request_id,
   prev_hash, hash)
-SELECT r.seq, r.id, r.occurred_at, r.actor_id, r.actor_role, r.action, r.resource_type,
+SELECT $3 + r.n, r.id, $4, r.actor_id, r.actor_role, r.action, r.resource_type,
   r.resource_id, r.patient_id, r.outcome, r.detail, r.break_glass, r.ip, r.user_agent,
-  r.request_id, decode(r.prev_hash, 'hex'), decode(r.hash, 'hex')
-FROM json_to_recordset($4::json) AS r(seq int8, id uuid, occurred_at timestamptz,
-  actor_id uuid, actor_role text, action text, resource_type text, resource_id text,
-  patient_id uuid, outcome text, detail text, break_glass bool, ip text, user_agent text,
-  request_id text, prev_hash text, hash text)
+  r.request_id, r.prev_hash, r.hash
+FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::text[], $10::text[],
+  $11::uuid[], $12::text[], $13::text[], $14::bool[], $15::text[], $16::text[], $17::text[],
+  $18::bytea[], $19::bytea[])
+  WITH ORDINALITY AS r(id, actor_id, actor_role, action, resource_type, resource_id,
+  patient_id, outcome, detail, break_glass, ip, user_agent, request_id, prev_hash, hash, n)
 WHERE EXISTS (SELECT 1 FROM head)"#;
 
-/// One row as `APPEND_SQL` reads it from JSON.
-#[derive(serde::Serialize)]
-struct RowJson<'a> {
-    seq: i64,
-    id: Uuid,
-    occurred_at: String,
-    actor_id: Option<Uuid>,
-    actor_role: Option<&'a str>,
-    action: &'a str,
-    resource_type: &'a str,
-    resource_id: Option<&'a str>,
-    patient_id: Option<Uuid>,
-    outcome: &'a str,
-    detail: &'a str,
-    break_glass: bool,
-    ip: Option<&'a str>,
-    user_agent: Option<&'a str>,
-    request_id: Option<&'a str>,
-    prev_hash: Hex<'a>,
-    hash: Hex<'a>,
-}
-
-/// Bytes as lower-case hex text, encoded on the stack (a hash is 32 bytes): `hex::encode`
-/// builds its `String` a character at a time.
-struct Hex<'a>(&'a [u8]);
-
-impl serde::Serialize for Hex<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut buf = [0u8; 64];
-        if let Some(out) = buf.get_mut(..self.0.len() * 2)
-            && hex::encode_to_slice(self.0, out).is_ok()
-        {
-            return s.serialize_str(std::str::from_utf8(out).map_err(serde::ser::Error::custom)?);
-        }
-        s.serialize_str(&hex::encode(self.0))
+/// `APPEND_SQL`'s parameters for `rows` (chained from `start` to `end`).
+fn append_arguments(
+    start: &Head,
+    end: &Head,
+    rows: &[audit_log::Model],
+) -> Result<sqlx::postgres::PgArguments, sqlx::error::BoxDynError> {
+    use sqlx::Arguments;
+    fn column<'a, T>(
+        rows: &'a [audit_log::Model],
+        f: impl Fn(&'a audit_log::Model) -> T,
+    ) -> Vec<T> {
+        rows.iter().map(f).collect()
     }
-}
-
-impl<'a> From<&'a audit_log::Model> for RowJson<'a> {
-    fn from(m: &'a audit_log::Model) -> Self {
-        RowJson {
-            seq: m.seq,
-            id: m.id,
-            occurred_at: timestamp(&m.occurred_at),
-            actor_id: m.actor_id,
-            actor_role: m.actor_role.as_deref(),
-            action: &m.action,
-            resource_type: &m.resource_type,
-            resource_id: m.resource_id.as_deref(),
-            patient_id: m.patient_id,
-            outcome: &m.outcome,
-            detail: &m.detail,
-            break_glass: m.break_glass,
-            ip: m.ip.as_deref(),
-            user_agent: m.user_agent.as_deref(),
-            request_id: m.request_id.as_deref(),
-            prev_hash: Hex(&m.prev_hash),
-            hash: Hex(&m.hash),
-        }
-    }
+    let occurred_at = rows.first().map_or_else(Utc::now, |r| r.occurred_at);
+    let mut args = sqlx::postgres::PgArguments::default();
+    args.add(end.seq)?;
+    args.add(end.hash.as_slice())?;
+    args.add(start.seq)?;
+    args.add(occurred_at)?;
+    args.add(column(rows, |r| r.id))?;
+    args.add(column(rows, |r| r.actor_id))?;
+    args.add(column(rows, |r| r.actor_role.as_deref()))?;
+    args.add(column(rows, |r| r.action.as_str()))?;
+    args.add(column(rows, |r| r.resource_type.as_str()))?;
+    args.add(column(rows, |r| r.resource_id.as_deref()))?;
+    args.add(column(rows, |r| r.patient_id))?;
+    args.add(column(rows, |r| r.outcome.as_str()))?;
+    args.add(column(rows, |r| r.detail.as_str()))?;
+    args.add(column(rows, |r| r.break_glass))?;
+    args.add(column(rows, |r| r.ip.as_deref()))?;
+    args.add(column(rows, |r| r.user_agent.as_deref()))?;
+    args.add(column(rows, |r| r.request_id.as_deref()))?;
+    args.add(column(rows, |r| r.prev_hash.as_slice()))?;
+    args.add(column(rows, |r| r.hash.as_slice()))?;
+    Ok(args)
 }
 
 /// Insert `rows` (chained from `start` to `end`) if the head is still at `start`. Returns
@@ -535,35 +513,14 @@ async fn append_optimistic(
     end: &Head,
     rows: &[audit_log::Model],
 ) -> AppResult<bool> {
-    let json: Vec<RowJson<'_>> = rows.iter().map(RowJson::from).collect();
-    let json = serde_json::to_string(&json).map_err(AppError::internal)?;
-    let stmt = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        APPEND_SQL,
-        [
-            end.seq.into(),
-            end.hash.clone().into(),
-            start.seq.into(),
-            json.into(),
-        ],
-    );
-    Ok(held.execute(stmt).await? == rows.len() as u64)
+    let args = append_arguments(start, end, rows)
+        .map_err(|e| AppError::Internal(crate::error::anyhow_like::Cause(e)))?;
+    Ok(held.execute_postgres(APPEND_SQL, args).await? == rows.len() as u64)
 }
 
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, TimeZone, Utc};
-
-    #[test]
-    fn hex_is_hex_encode() {
-        for len in [0usize, 1, 32, 33, 100] {
-            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
-            assert_eq!(
-                serde_json::to_string(&super::Hex(&bytes)).unwrap(),
-                format!("\"{}\"", hex::encode(&bytes))
-            );
-        }
-    }
 
     #[test]
     fn timestamps_keep_the_hashed_form() {

@@ -276,6 +276,8 @@ async function main() {
   const peerUrl = dbUrl(peerDb);
   const r = spawnSync('psql', [peerUrl, '-v', 'ON_ERROR_STOP=1', '-q', '-f', path.join(opt.peer, 'schema.sql')], { stdio: 'inherit' });
   if (r.status !== 0) throw new Error('loading the peer schema failed');
+  // Caregraph's seed-demo ends with VACUUM (ANALYZE); the peer's bulk load gets the same.
+  psql(peerUrl, 'VACUUM (ANALYZE)');
   log('seeding Caregraph on PostgreSQL');
   const seededPg = path.join(work, 'seeded-pg.txt'), seededLite = path.join(work, 'seeded-lite.txt');
   run(BIN, ['seed-demo', '--patients', String(opt.patients), '--ids-out', seededPg], pgEnv);

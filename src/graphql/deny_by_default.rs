@@ -1,11 +1,7 @@
 //! Deny by default at the root: every Query/Mutation/Subscription field needs a signed-in,
 //! unrestricted viewer unless it is listed here. A new root field is therefore closed until
 //! someone decides otherwise; role and row checks follow in guards and `access`.
-use std::sync::Arc;
-
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo,
-};
+use async_graphql::extensions::{ExtensionContext, NextResolve, ResolveInfo};
 use async_graphql::{PathSegment, ServerError, ServerResult, Value};
 
 use super::context::{MFA_ENROLMENT_REQUIRED, RequestCtx};
@@ -27,16 +23,6 @@ const ROOTS: &[&str] = &[
     "SubscriptionRoot",
 ];
 
-pub struct DenyByDefault;
-
-impl ExtensionFactory for DenyByDefault {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DenyByDefaultExt)
-    }
-}
-
-struct DenyByDefaultExt;
-
 fn refuse(e: AppError, info: &ResolveInfo<'_>) -> ServerError {
     let err = async_graphql::Error::from(e);
     let mut se = ServerError::new(err.message, None);
@@ -47,35 +33,32 @@ fn refuse(e: AppError, info: &ResolveInfo<'_>) -> ServerError {
     se
 }
 
-#[async_trait::async_trait]
-impl Extension for DenyByDefaultExt {
-    async fn resolve(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        info: ResolveInfo<'_>,
-        next: NextResolve<'_>,
-    ) -> ServerResult<Option<Value>> {
-        if info.path_node.parent.is_none()
-            && ROOTS.contains(&info.parent_type)
-            && !info.is_for_introspection
-            && !PUBLIC_FIELDS.contains(&info.name)
-        {
-            let viewer = ctx.data_opt::<RequestCtx>().and_then(|r| r.viewer.as_ref());
-            match viewer {
-                None => return Err(refuse(AppError::Unauthenticated, &info)),
-                Some(v) if v.restricted && !RESTRICTED_FIELDS.contains(&info.name) => {
-                    if let Some(state) = ctx.data_opt::<AppState>() {
-                        let ev = AuditEvent::by(v, "guard.denied", "field")
-                            .resource(info.name.to_owned())
-                            .outcome(Outcome::Denied)
-                            .detail(serde_json::json!({ "code": "FORBIDDEN", "reason": "mfa_enrolment_required" }));
-                        state.audit.record(ev).await.map_err(|e| refuse(e, &info))?;
-                    }
-                    return Err(refuse(AppError::Forbidden(MFA_ENROLMENT_REQUIRED), &info));
+/// The `resolve` hook: refuse a root field the viewer may not reach, then resolve.
+pub async fn resolve(
+    ctx: &ExtensionContext<'_>,
+    info: ResolveInfo<'_>,
+    next: NextResolve<'_>,
+) -> ServerResult<Option<Value>> {
+    if info.path_node.parent.is_none()
+        && ROOTS.contains(&info.parent_type)
+        && !info.is_for_introspection
+        && !PUBLIC_FIELDS.contains(&info.name)
+    {
+        let viewer = ctx.data_opt::<RequestCtx>().and_then(|r| r.viewer.as_ref());
+        match viewer {
+            None => return Err(refuse(AppError::Unauthenticated, &info)),
+            Some(v) if v.restricted && !RESTRICTED_FIELDS.contains(&info.name) => {
+                if let Some(state) = ctx.data_opt::<AppState>() {
+                    let ev = AuditEvent::by(v, "guard.denied", "field")
+                        .resource(info.name.to_owned())
+                        .outcome(Outcome::Denied)
+                        .detail(serde_json::json!({ "code": "FORBIDDEN", "reason": "mfa_enrolment_required" }));
+                    state.audit.record(ev).await.map_err(|e| refuse(e, &info))?;
                 }
-                Some(_) => {}
+                return Err(refuse(AppError::Forbidden(MFA_ENROLMENT_REQUIRED), &info));
             }
+            Some(_) => {}
         }
-        next.run(ctx, info).await
     }
+    next.run(ctx, info).await
 }

@@ -4,6 +4,7 @@ pub mod deny_by_default;
 pub mod guards;
 pub mod loaders;
 pub mod operation_cache;
+pub mod pipeline;
 pub mod ws_session;
 
 use async_graphql::dataloader::DataLoader;
@@ -64,8 +65,7 @@ pub fn schema_builder(
     .limit_complexity(limits.complexity)
     .limit_recursive_depth(32)
     .limit_directives(20)
-    .extension(operation_cache::OperationCache::new(512))
-    .extension(deny_by_default::DenyByDefault);
+    .extension(pipeline::Pipeline::new(512));
     if !limits.introspection {
         b = b.disable_introspection();
     }

@@ -25,9 +25,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextValidation,
-};
+use async_graphql::extensions::{ExtensionContext, NextPrepareRequest, NextValidation};
 use async_graphql::parser::types::{BaseType, ExecutableDocument, Type};
 use async_graphql::{Request, ServerError, ServerResult, ValidationResult, Value};
 
@@ -76,22 +74,23 @@ impl OperationCache {
     }
 }
 
-impl ExtensionFactory for OperationCache {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(OperationCacheExt {
+impl OperationCache {
+    /// This request's part: the shared maps and, once known, the request's key.
+    pub fn request(&self) -> RequestCache {
+        RequestCache {
             shared: self.0.clone(),
             key: OnceLock::new(),
-        })
+        }
     }
 }
 
-struct OperationCacheExt {
+pub struct RequestCache {
     shared: Arc<Shared>,
     /// This request's key, when its validation may be kept.
     key: OnceLock<Key>,
 }
 
-impl OperationCacheExt {
+impl RequestCache {
     /// Attach the cached document to `req`, or the one parsed now (kept when short), and
     /// return the key its validation may be kept under. Nothing happens when the text does
     /// not parse: async-graphql parses it again and reports the error.
@@ -120,11 +119,9 @@ impl OperationCacheExt {
             shape: shape?,
         })
     }
-}
 
-#[async_trait::async_trait]
-impl Extension for OperationCacheExt {
-    async fn prepare_request(
+    /// The `prepare_request` hook.
+    pub async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
         mut request: Request,
@@ -136,7 +133,8 @@ impl Extension for OperationCacheExt {
         next.run(ctx, request).await
     }
 
-    async fn validation(
+    /// The `validation` hook.
+    pub async fn validation(
         &self,
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,

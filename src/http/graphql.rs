@@ -180,13 +180,53 @@ async fn execute(
     respond(s.schema.execute(req).await, graphql_json)
 }
 
+/// POST: one GraphQL request as JSON (`query`, `operationName`, `variables`,
+/// `extensions`), whatever the content type says, as async-graphql reads it. The body is
+/// taken whole (the body limit applies) and parsed in one pass; batches and multipart
+/// uploads are refused, as is anything else that is not such a request, with a JSON error.
 pub async fn post_handler(
     State(s): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    req: GraphQLRequest,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    execute(&s, &headers, peer, req.into_inner()).await
+    let graphql_json = wants_graphql_response_json(&headers);
+    let refuse = |status: StatusCode, message: &str| {
+        error_response(status, "VALIDATION", message, graphql_json)
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse(e.status(), "the request body is too large");
+        }
+        Err(_) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            );
+        }
+    };
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/")
+        });
+    if multipart {
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the request as JSON; multipart uploads are not supported",
+        );
+    }
+    match serde_json::from_slice::<async_graphql::Request>(&body) {
+        Ok(req) => execute(&s, &headers, peer, req).await,
+        Err(_) => refuse(
+            StatusCode::BAD_REQUEST,
+            "the body is not a GraphQL request: send one JSON object with a \"query\"",
+        ),
+    }
 }
 
 fn is_mutation(req: &async_graphql::Request) -> bool {

@@ -141,6 +141,30 @@ async fn graphql_over_http(b: Backend) {
             .unwrap()
             .starts_with("application/json")
     );
+    // Bodies that are not one GraphQL request: a JSON error, not the input echoed back.
+    for (content_type, body, status) in [
+        ("application/json", "{\"query\": ", 400),
+        (
+            "application/json",
+            "[{\"query\": \"{ me { email } }\"}]",
+            400,
+        ),
+        ("application/json", "{\"query\": 42}", 400),
+        ("multipart/form-data; boundary=x", "--x--", 415),
+    ] {
+        let r = app
+            .client
+            .post(&app.url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{body}");
+        let answer: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(code(&answer), Some("VALIDATION"), "{body}");
+        assert!(!answer.to_string().contains("email"), "{answer}");
+    }
     // Oversized bodies are refused before parsing.
     let big = "x".repeat(300 * 1024);
     let r = app
@@ -579,6 +603,18 @@ async fn cors_and_file_permissions() {
     );
     let other = preflight("http://evil.localhost").await.unwrap();
     assert!(!other.headers().contains_key("access-control-allow-origin"));
+    // With no origins configured, no origin is allowed.
+    let closed = spawn_app(Backend::Sqlite).await;
+    let r = closed
+        .client
+        .request(reqwest::Method::OPTIONS, &closed.url)
+        .header("origin", "http://portal.localhost:3000")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    assert!(!r.status().is_success(), "{}", r.status());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

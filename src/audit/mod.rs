@@ -158,76 +158,196 @@ fn timestamp(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// SHA-256 over `prev_hash ‖ seq ‖ each field length-prefixed`. Changing any stored value,
-/// reordering rows or dropping one breaks the chain from there on.
-pub(crate) fn row_hash(m: &audit_log::Model) -> Vec<u8> {
-    fn field(h: &mut Sha256, v: Option<&[u8]>) {
-        match v {
-            None => h.update([0u8]),
-            Some(b) => {
-                h.update([1u8]);
-                h.update((b.len() as u32).to_be_bytes());
-                h.update(b);
-            }
-        }
-    }
-    let mut h = Sha256::new();
-    h.update(&m.prev_hash);
-    h.update(m.seq.to_be_bytes());
-    field(&mut h, Some(m.id.as_bytes()));
-    field(&mut h, Some(timestamp(&m.occurred_at).as_bytes()));
-    field(&mut h, m.actor_id.as_ref().map(|u| u.as_bytes().as_slice()));
-    field(&mut h, m.actor_role.as_deref().map(str::as_bytes));
-    field(&mut h, Some(m.action.as_bytes()));
-    field(&mut h, Some(m.resource_type.as_bytes()));
-    field(&mut h, m.resource_id.as_deref().map(str::as_bytes));
-    field(
-        &mut h,
-        m.patient_id.as_ref().map(|u| u.as_bytes().as_slice()),
-    );
-    field(&mut h, Some(m.outcome.as_bytes()));
-    field(&mut h, Some(m.detail.as_bytes()));
-    field(&mut h, Some(&[m.break_glass as u8]));
-    field(&mut h, m.ip.as_deref().map(str::as_bytes));
-    field(&mut h, m.user_agent.as_deref().map(str::as_bytes));
-    field(&mut h, m.request_id.as_deref().map(str::as_bytes));
-    h.finalize().to_vec()
+/// What a row's hash covers, borrowed: from a stored row ([`row_hash`]) or from an event
+/// being appended ([`chain`]), so appending copies nothing to hash it.
+struct Hashed<'a> {
+    prev_hash: &'a [u8],
+    seq: i64,
+    id: &'a Uuid,
+    occurred_at: &'a str,
+    actor_id: Option<&'a Uuid>,
+    actor_role: Option<&'a str>,
+    action: &'a str,
+    resource_type: &'a str,
+    resource_id: Option<&'a str>,
+    patient_id: Option<&'a Uuid>,
+    outcome: &'a str,
+    detail: &'a str,
+    break_glass: bool,
+    ip: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    request_id: Option<&'a str>,
 }
 
-fn chain(head: &mut Head, events: &[AuditEvent]) -> Vec<audit_log::Model> {
-    // Microsecond precision: what PostgreSQL keeps, so the stored row hashes the same.
-    let now = Utc::now().trunc_subsecs(6);
-    let mut rows = Vec::with_capacity(events.len());
-    for ev in events {
-        let mut m = audit_log::Model {
-            seq: head.seq + 1,
-            // v4 from the thread's CSPRNG: `new_v4` asks the kernel each time (a syscall per row).
-            id: uuid::Builder::from_random_bytes(rand::random()).into_uuid(),
-            occurred_at: now,
-            actor_id: ev.actor_id,
-            actor_role: ev.actor_role.map(str::to_owned),
-            action: ev.action.to_owned(),
-            resource_type: ev.resource_type.to_owned(),
-            resource_id: ev.resource_id.clone(),
-            patient_id: ev.patient_id,
-            outcome: ev.outcome.as_str().to_owned(),
-            detail: ev.detail.to_string(),
-            break_glass: ev.break_glass,
-            ip: ev.ip.clone(),
-            user_agent: ev
-                .user_agent
-                .as_deref()
-                .map(|ua| crate::access::clip(ua, crate::access::USER_AGENT_MAX).to_owned()),
-            request_id: ev.request_id.clone(),
-            prev_hash: head.hash.clone(),
-            hash: Vec::new(),
-        };
-        m.hash = row_hash(&m);
-        head.seq = m.seq;
-        head.hash = m.hash.clone();
-        rows.push(m);
+impl Hashed<'_> {
+    /// SHA-256 over `prev_hash ‖ seq ‖ each field length-prefixed`. Changing any stored
+    /// value, reordering rows or dropping one breaks the chain from there on.
+    fn digest(&self) -> [u8; 32] {
+        fn field(h: &mut Sha256, v: Option<&[u8]>) {
+            match v {
+                None => h.update([0u8]),
+                Some(b) => {
+                    h.update([1u8]);
+                    h.update((b.len() as u32).to_be_bytes());
+                    h.update(b);
+                }
+            }
+        }
+        fn uuid(u: Option<&Uuid>) -> Option<&[u8]> {
+            u.map(|u| u.as_bytes().as_slice())
+        }
+        let mut h = Sha256::new();
+        h.update(self.prev_hash);
+        h.update(self.seq.to_be_bytes());
+        field(&mut h, Some(self.id.as_bytes()));
+        field(&mut h, Some(self.occurred_at.as_bytes()));
+        field(&mut h, uuid(self.actor_id));
+        field(&mut h, self.actor_role.map(str::as_bytes));
+        field(&mut h, Some(self.action.as_bytes()));
+        field(&mut h, Some(self.resource_type.as_bytes()));
+        field(&mut h, self.resource_id.map(str::as_bytes));
+        field(&mut h, uuid(self.patient_id));
+        field(&mut h, Some(self.outcome.as_bytes()));
+        field(&mut h, Some(self.detail.as_bytes()));
+        field(&mut h, Some(&[self.break_glass as u8]));
+        field(&mut h, self.ip.map(str::as_bytes));
+        field(&mut h, self.user_agent.map(str::as_bytes));
+        field(&mut h, self.request_id.map(str::as_bytes));
+        h.finalize().into()
     }
-    rows
+}
+
+/// The hash a stored row must carry.
+pub(crate) fn row_hash(m: &audit_log::Model) -> [u8; 32] {
+    Hashed {
+        prev_hash: &m.prev_hash,
+        seq: m.seq,
+        id: &m.id,
+        occurred_at: &timestamp(&m.occurred_at),
+        actor_id: m.actor_id.as_ref(),
+        actor_role: m.actor_role.as_deref(),
+        action: &m.action,
+        resource_type: &m.resource_type,
+        resource_id: m.resource_id.as_deref(),
+        patient_id: m.patient_id.as_ref(),
+        outcome: &m.outcome,
+        detail: &m.detail,
+        break_glass: m.break_glass,
+        ip: m.ip.as_deref(),
+        user_agent: m.user_agent.as_deref(),
+        request_id: m.request_id.as_deref(),
+    }
+    .digest()
+}
+
+/// What appending an event adds to it: its place in the chain.
+struct Link {
+    seq: i64,
+    id: Uuid,
+    detail: String,
+    hash: [u8; 32],
+}
+
+/// A batch of events chained onto a tip: every row of a batch shares its time.
+struct Chained {
+    occurred_at: DateTime<Utc>,
+    /// The previous tip's hash, which the first row links to.
+    start_hash: Vec<u8>,
+    links: Vec<Link>,
+}
+
+impl Chained {
+    /// The hash row `i` links to.
+    fn prev_hash(&self, i: usize) -> &[u8] {
+        match i.checked_sub(1) {
+            Some(p) => &self.links[p].hash,
+            None => &self.start_hash,
+        }
+    }
+
+    /// The rows as the entity stores them.
+    fn models(&self, events: &[AuditEvent]) -> Vec<audit_log::Model> {
+        events
+            .iter()
+            .zip(&self.links)
+            .enumerate()
+            .map(|(i, (ev, l))| audit_log::Model {
+                seq: l.seq,
+                id: l.id,
+                occurred_at: self.occurred_at,
+                actor_id: ev.actor_id,
+                actor_role: ev.actor_role.map(str::to_owned),
+                action: ev.action.to_owned(),
+                resource_type: ev.resource_type.to_owned(),
+                resource_id: ev.resource_id.clone(),
+                patient_id: ev.patient_id,
+                outcome: ev.outcome.as_str().to_owned(),
+                detail: l.detail.clone(),
+                break_glass: ev.break_glass,
+                ip: ev.ip.clone(),
+                user_agent: user_agent(ev).map(str::to_owned),
+                request_id: ev.request_id.clone(),
+                prev_hash: self.prev_hash(i).to_vec(),
+                hash: l.hash.to_vec(),
+            })
+            .collect()
+    }
+}
+
+/// The user agent as a row keeps it.
+fn user_agent(ev: &AuditEvent) -> Option<&str> {
+    ev.user_agent
+        .as_deref()
+        .map(|ua| crate::access::clip(ua, crate::access::USER_AGENT_MAX))
+}
+
+/// Chain `events` onto `head` and move `head` to the new tip.
+fn chain(head: &mut Head, events: &[AuditEvent]) -> Chained {
+    // Microsecond precision: what PostgreSQL keeps, so the stored row hashes the same.
+    let occurred_at = Utc::now().trunc_subsecs(6);
+    let stamp = timestamp(&occurred_at);
+    let start_hash = head.hash.clone();
+    let mut links: Vec<Link> = Vec::with_capacity(events.len());
+    for ev in events {
+        let seq = head.seq + 1;
+        // v4 from the thread's CSPRNG: `new_v4` asks the kernel each time (a syscall per row).
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let detail = ev.detail.to_string();
+        let hash = Hashed {
+            prev_hash: links.last().map_or(&start_hash, |l| &l.hash),
+            seq,
+            id: &id,
+            occurred_at: &stamp,
+            actor_id: ev.actor_id.as_ref(),
+            actor_role: ev.actor_role,
+            action: ev.action,
+            resource_type: ev.resource_type,
+            resource_id: ev.resource_id.as_deref(),
+            patient_id: ev.patient_id.as_ref(),
+            outcome: ev.outcome.as_str(),
+            detail: &detail,
+            break_glass: ev.break_glass,
+            ip: ev.ip.as_deref(),
+            user_agent: user_agent(ev),
+            request_id: ev.request_id.as_deref(),
+        }
+        .digest();
+        head.seq = seq;
+        links.push(Link {
+            seq,
+            id,
+            detail,
+            hash,
+        });
+    }
+    if let Some(last) = links.last() {
+        head.hash = last.hash.to_vec();
+    }
+    Chained {
+        occurred_at,
+        start_hash,
+        links,
+    }
 }
 
 /// Take the head-row lock as the transaction's first statement and read the tip. On SQLite
@@ -265,7 +385,7 @@ async fn append(
     if events.is_empty() {
         return Ok(());
     }
-    let rows = chain(head, &events);
+    let rows = chain(head, &events).models(&events);
     let rows = rows.into_iter().map(audit_log::ActiveModel::from);
     // Stay well under SQLite's and PostgreSQL's bound-parameter limits (17 columns a row).
     let mut rows = rows.peekable();
@@ -432,7 +552,7 @@ async fn commit_batch_postgres(
         };
         let mut head = start.clone();
         let rows = chain(&mut head, &events);
-        if append_optimistic(held, &start, &head, &rows).await? {
+        if append_optimistic(held, &start, &head, &events, &rows).await? {
             *cached = Some(head);
             return Ok(());
         }
@@ -468,59 +588,96 @@ FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::text[], $10::tex
   patient_id, outcome, detail, break_glass, ip, user_agent, request_id, prev_hash, hash, n)
 WHERE EXISTS (SELECT 1 FROM head)"#;
 
-/// `APPEND_SQL`'s parameters for `rows` (chained from `start` to `end`).
+/// `APPEND_SQL`'s parameters for `events`, chained from `start` to `end` as `rows`.
 fn append_arguments(
     start: &Head,
     end: &Head,
-    rows: &[audit_log::Model],
+    events: &[AuditEvent],
+    rows: &Chained,
 ) -> Result<sqlx::postgres::PgArguments, sqlx::error::BoxDynError> {
     use sqlx::Arguments;
-    fn column<'a, T>(
-        rows: &'a [audit_log::Model],
-        f: impl Fn(&'a audit_log::Model) -> T,
-    ) -> Vec<T> {
-        rows.iter().map(f).collect()
+    fn column<'a, T>(events: &'a [AuditEvent], f: impl Fn(&'a AuditEvent) -> T) -> Vec<T> {
+        events.iter().map(f).collect()
     }
-    let occurred_at = rows.first().map_or_else(Utc::now, |r| r.occurred_at);
+    let links = &rows.links;
     let mut args = sqlx::postgres::PgArguments::default();
     args.add(end.seq)?;
     args.add(end.hash.as_slice())?;
     args.add(start.seq)?;
-    args.add(occurred_at)?;
-    args.add(column(rows, |r| r.id))?;
-    args.add(column(rows, |r| r.actor_id))?;
-    args.add(column(rows, |r| r.actor_role.as_deref()))?;
-    args.add(column(rows, |r| r.action.as_str()))?;
-    args.add(column(rows, |r| r.resource_type.as_str()))?;
-    args.add(column(rows, |r| r.resource_id.as_deref()))?;
-    args.add(column(rows, |r| r.patient_id))?;
-    args.add(column(rows, |r| r.outcome.as_str()))?;
-    args.add(column(rows, |r| r.detail.as_str()))?;
-    args.add(column(rows, |r| r.break_glass))?;
-    args.add(column(rows, |r| r.ip.as_deref()))?;
-    args.add(column(rows, |r| r.user_agent.as_deref()))?;
-    args.add(column(rows, |r| r.request_id.as_deref()))?;
-    args.add(column(rows, |r| r.prev_hash.as_slice()))?;
-    args.add(column(rows, |r| r.hash.as_slice()))?;
+    args.add(rows.occurred_at)?;
+    args.add(links.iter().map(|l| l.id).collect::<Vec<_>>())?;
+    args.add(column(events, |e| e.actor_id))?;
+    args.add(column(events, |e| e.actor_role))?;
+    args.add(column(events, |e| e.action))?;
+    args.add(column(events, |e| e.resource_type))?;
+    args.add(column(events, |e| e.resource_id.as_deref()))?;
+    args.add(column(events, |e| e.patient_id))?;
+    args.add(column(events, |e| e.outcome.as_str()))?;
+    args.add(links.iter().map(|l| l.detail.as_str()).collect::<Vec<_>>())?;
+    args.add(column(events, |e| e.break_glass))?;
+    args.add(column(events, |e| e.ip.as_deref()))?;
+    args.add(column(events, user_agent))?;
+    args.add(column(events, |e| e.request_id.as_deref()))?;
+    args.add(
+        (0..links.len())
+            .map(|i| rows.prev_hash(i))
+            .collect::<Vec<_>>(),
+    )?;
+    args.add(links.iter().map(|l| l.hash.as_slice()).collect::<Vec<_>>())?;
     Ok(args)
 }
 
-/// Insert `rows` (chained from `start` to `end`) if the head is still at `start`. Returns
-/// whether it was.
+/// Insert `events` (chained from `start` to `end` as `rows`) if the head is still at
+/// `start`. Returns whether it was.
 async fn append_optimistic(
     held: &mut HeldConnection,
     start: &Head,
     end: &Head,
-    rows: &[audit_log::Model],
+    events: &[AuditEvent],
+    rows: &Chained,
 ) -> AppResult<bool> {
-    let args = append_arguments(start, end, rows)
+    let args = append_arguments(start, end, events, rows)
         .map_err(|e| AppError::Internal(crate::error::anyhow_like::Cause(e)))?;
-    Ok(held.execute_postgres(APPEND_SQL, args).await? == rows.len() as u64)
+    Ok(held.execute_postgres(APPEND_SQL, args).await? == rows.links.len() as u64)
 }
 
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, TimeZone, Utc};
+
+    /// The row hash's encoding is fixed: every chain ever written depends on it. Expected
+    /// value computed independently (Python's hashlib, the encoding written out by hand).
+    #[test]
+    fn row_hash_encoding_is_stable() {
+        let id = |n: u128| uuid::Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0000 | n);
+        let row = entity::audit_log::Model {
+            seq: 42,
+            id: id(1),
+            occurred_at: Utc.timestamp_micros(1_795_815_000_123_456).unwrap(),
+            actor_id: Some(id(2)),
+            actor_role: Some("PROVIDER".into()),
+            action: "patient.read".into(),
+            resource_type: "patient".into(),
+            resource_id: None,
+            patient_id: Some(id(3)),
+            outcome: "SUCCESS".into(),
+            detail: r#"{"fields":["givenName"]}"#.into(),
+            break_glass: false,
+            ip: Some("127.0.0.1".into()),
+            user_agent: None,
+            request_id: Some("req-1".into()),
+            prev_hash: (0u8..32).collect(),
+            hash: Vec::new(),
+        };
+        assert_eq!(
+            super::timestamp(&row.occurred_at),
+            "2026-11-27T21:30:00.123456Z"
+        );
+        assert_eq!(
+            hex::encode(super::row_hash(&row)),
+            "1cf0f16ba9202bf02f535b5f3386d8a53d28c64ba76c4c359e07f2ff9ed8f7b5"
+        );
+    }
 
     #[test]
     fn timestamps_keep_the_hashed_form() {

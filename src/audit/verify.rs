@@ -44,7 +44,7 @@ pub async fn verify_chain(
                     reason: "prev_hash does not match the previous row's hash".into(),
                 });
             }
-            if row_hash(&row) != row.hash {
+            if row_hash(&row)[..] != row.hash[..] {
                 return Ok(VerifyReport::Broken {
                     seq: row.seq,
                     reason: "stored hash does not match the row's contents".into(),

@@ -28,6 +28,10 @@ pub struct HeldConnection {
     conn: Option<Conn>,
 }
 
+fn not_postgres() -> DbErr {
+    DbErr::Custom("a PostgreSQL statement was sent to a SQLite connection".into())
+}
+
 fn db_err(e: sqlx::Error) -> DbErr {
     DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))
 }
@@ -138,6 +142,28 @@ impl HeldConnection {
         self.settle(result)
     }
 
+    /// PostgreSQL only: every row `sql` returns, decoded by `T`, with arguments bound by the
+    /// caller straight into sqlx (no sea-query values in between).
+    pub async fn query_as_postgres<T>(
+        &mut self,
+        sql: &'static str,
+        args: sqlx::postgres::PgArguments,
+    ) -> Result<Vec<T>, DbErr>
+    where
+        T: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        self.sql.observe(sql);
+        let result = match self.conn().await? {
+            Conn::Postgres(c) => {
+                sqlx::query_as_with::<_, T, _>(sql, args)
+                    .fetch_all(&mut **c)
+                    .await
+            }
+            Conn::Sqlite(_) => return Err(not_postgres()),
+        };
+        self.settle(result)
+    }
+
     /// PostgreSQL only: run `sql` with arguments bound by the caller straight into sqlx
     /// (typed arrays with NULL elements, which sea-query's values cannot carry); returns the
     /// number of rows it affected.
@@ -152,11 +178,7 @@ impl HeldConnection {
                 .execute(&mut **c)
                 .await
                 .map(|r| r.rows_affected()),
-            Conn::Sqlite(_) => {
-                return Err(DbErr::Custom(
-                    "execute_postgres called on a SQLite connection".into(),
-                ));
-            }
+            Conn::Sqlite(_) => return Err(not_postgres()),
         };
         self.settle(result)
     }

@@ -68,9 +68,9 @@ pub fn clip(s: &str, max: usize) -> &str {
 /// Where a request came from; copied into every audit row.
 #[derive(Clone, Debug, Default)]
 pub struct RequestMeta {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub request_id: Option<String>,
+    pub ip: Option<Arc<str>>,
+    pub user_agent: Option<Arc<str>>,
+    pub request_id: Option<Arc<str>>,
 }
 
 /// Who is asking. Built once per request from the access token and the session store; the

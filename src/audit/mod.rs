@@ -73,11 +73,12 @@ pub struct AuditEvent {
     pub resource_id: Option<String>,
     pub patient_id: Option<Uuid>,
     pub outcome: Outcome,
-    pub detail: serde_json::Value,
+    /// A JSON object, rendered (as the row stores it).
+    pub detail: String,
     pub break_glass: bool,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub request_id: Option<String>,
+    pub ip: Option<Arc<str>>,
+    pub user_agent: Option<Arc<str>>,
+    pub request_id: Option<Arc<str>>,
 }
 
 impl AuditEvent {
@@ -90,7 +91,7 @@ impl AuditEvent {
             resource_id: None,
             patient_id: None,
             outcome: Outcome::Success,
-            detail: serde_json::Value::Object(Default::default()),
+            detail: "{}".to_owned(),
             break_glass: false,
             ip: None,
             user_agent: None,
@@ -132,7 +133,15 @@ impl AuditEvent {
         self
     }
     pub fn detail(mut self, d: serde_json::Value) -> Self {
-        self.detail = d;
+        self.detail = d.to_string();
+        self
+    }
+    /// The detail from any serializable value (an object), rendered straight to text.
+    pub fn detail_of(mut self, d: &impl serde::Serialize) -> Self {
+        // Serializing plain structs of names and numbers cannot fail; keep "{}" if it did.
+        if let Ok(text) = serde_json::to_string(d) {
+            self.detail = text;
+        }
         self
     }
     pub fn break_glass(mut self, b: bool) -> Self {
@@ -244,7 +253,6 @@ pub(crate) fn row_hash(m: &audit_log::Model) -> [u8; 32] {
 struct Link {
     seq: i64,
     id: Uuid,
-    detail: String,
     hash: [u8; 32],
 }
 
@@ -282,11 +290,11 @@ impl Chained {
                 resource_id: ev.resource_id.clone(),
                 patient_id: ev.patient_id,
                 outcome: ev.outcome.as_str().to_owned(),
-                detail: l.detail.clone(),
+                detail: ev.detail.clone(),
                 break_glass: ev.break_glass,
-                ip: ev.ip.clone(),
+                ip: ev.ip.as_deref().map(str::to_owned),
                 user_agent: user_agent(ev).map(str::to_owned),
-                request_id: ev.request_id.clone(),
+                request_id: ev.request_id.as_deref().map(str::to_owned),
                 prev_hash: self.prev_hash(i).to_vec(),
                 hash: l.hash.to_vec(),
             })
@@ -312,7 +320,6 @@ fn chain(head: &mut Head, events: &[AuditEvent]) -> Chained {
         let seq = head.seq + 1;
         // v4 from the thread's CSPRNG: `new_v4` asks the kernel each time (a syscall per row).
         let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
-        let detail = ev.detail.to_string();
         let hash = Hashed {
             prev_hash: links.last().map_or(&start_hash, |l| &l.hash),
             seq,
@@ -325,7 +332,7 @@ fn chain(head: &mut Head, events: &[AuditEvent]) -> Chained {
             resource_id: ev.resource_id.as_deref(),
             patient_id: ev.patient_id.as_ref(),
             outcome: ev.outcome.as_str(),
-            detail: &detail,
+            detail: &ev.detail,
             break_glass: ev.break_glass,
             ip: ev.ip.as_deref(),
             user_agent: user_agent(ev),
@@ -333,12 +340,7 @@ fn chain(head: &mut Head, events: &[AuditEvent]) -> Chained {
         }
         .digest();
         head.seq = seq;
-        links.push(Link {
-            seq,
-            id,
-            detail,
-            hash,
-        });
+        links.push(Link { seq, id, hash });
     }
     if let Some(last) = links.last() {
         head.hash = last.hash.to_vec();
@@ -613,7 +615,7 @@ fn append_arguments(
     args.add(column(events, |e| e.resource_id.as_deref()))?;
     args.add(column(events, |e| e.patient_id))?;
     args.add(column(events, |e| e.outcome.as_str()))?;
-    args.add(links.iter().map(|l| l.detail.as_str()).collect::<Vec<_>>())?;
+    args.add(column(events, |e| e.detail.as_str()))?;
     args.add(column(events, |e| e.break_glass))?;
     args.add(column(events, |e| e.ip.as_deref()))?;
     args.add(column(events, user_agent))?;

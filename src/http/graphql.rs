@@ -1,6 +1,7 @@
 //! GraphQL over HTTP (POST, and GET for queries) and over websocket (graphql-transport-ws,
 //! legacy graphql-ws accepted). The Viewer is built here, once per request.
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
 use async_graphql::parser::types::OperationType;
@@ -21,20 +22,13 @@ use crate::graphql::ws_session::WsSession;
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
 fn meta(headers: &HeaderMap, peer: SocketAddr, trusted: &[IpAddr]) -> RequestMeta {
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let forwarded = text("x-forwarded-for");
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     RequestMeta {
-        ip: Some(client_ip(peer.ip(), forwarded.as_deref(), trusted).to_string()),
-        user_agent: headers
-            .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .map(|u| clip(u, USER_AGENT_MAX).to_owned()),
-        request_id: text("x-request-id"),
+        ip: Some(Arc::from(
+            client_ip(peer.ip(), text("x-forwarded-for"), trusted).to_string(),
+        )),
+        user_agent: text("user-agent").map(|u| Arc::from(clip(u, USER_AGENT_MAX))),
+        request_id: text("x-request-id").map(Arc::from),
     }
 }
 

@@ -211,19 +211,25 @@ pub async fn consent_scope(
 }
 
 /// Names of the fields selected on a patient, recorded in its read audit row.
-fn selected(field: async_graphql::SelectionField<'_>) -> Vec<String> {
+fn selected(field: async_graphql::SelectionField<'_>) -> Vec<&str> {
     field
         .selection_set()
-        .map(|f| f.name().to_owned())
+        .map(|f| f.name())
         .filter(|n| !n.starts_with("__"))
         .collect()
 }
 
-fn read_event(viewer: &Viewer, scope: &PatientScope, fields: &[String]) -> AuditEvent {
+/// A read's audit detail: the fields asked for (names only, never values).
+#[derive(serde::Serialize)]
+struct ReadDetail<'a> {
+    fields: &'a [&'a str],
+}
+
+fn read_event(viewer: &Viewer, scope: &PatientScope, fields: &[&str]) -> AuditEvent {
     AuditEvent::by(viewer, "patient.read", "patient")
         .scope(scope)
         .resource(scope.patient_id().to_string())
-        .detail(serde_json::json!({ "fields": fields }))
+        .detail_of(&ReadDetail { fields })
 }
 
 pub fn parse_id(field: &'static str, id: &ID) -> AppResult<Uuid> {
@@ -328,7 +334,7 @@ impl PatientQuery {
         };
         let look = ctx.look_ahead();
         let want_total = look.field("totalCount").exists();
-        let node_fields: Vec<String> = ctx
+        let node_fields: Vec<&str> = ctx
             .field()
             .selection_set()
             .filter(|f| f.name() == "edges")

@@ -266,19 +266,23 @@ fn sqlite_sql() -> &'static str {
     SQL.as_str()
 }
 
-fn batch_statement(backend: DbBackend, jobs: &[Job]) -> Statement {
+/// The batch's rows, by the statement for the connection's backend.
+async fn fetch(conn: &mut HeldConnection, jobs: &[Job]) -> AppResult<Vec<BatchRow>> {
     let now = Utc::now();
-    match backend {
+    match conn.backend() {
         DbBackend::Postgres => {
+            use sqlx::Arguments;
             let patients: Vec<Uuid> = jobs.iter().map(|j| j.patient).collect();
             let providers: Vec<Uuid> = jobs.iter().map(|j| j.provider).collect();
-            Statement::from_sql_and_values(
-                backend,
-                postgres_sql(),
-                [patients.into(), providers.into(), now.into()],
-            )
+            let mut args = sqlx::postgres::PgArguments::default();
+            let bound = args
+                .add(patients)
+                .and_then(|()| args.add(providers))
+                .and_then(|()| args.add(now));
+            bound.map_err(|e| AppError::Internal(crate::error::anyhow_like::Cause(e)))?;
+            Ok(conn.query_as_postgres(postgres_sql(), args).await?)
         }
-        _ => {
+        backend => {
             let pairs: Vec<[String; 2]> = jobs
                 .iter()
                 .map(|j| {
@@ -289,16 +293,17 @@ fn batch_statement(backend: DbBackend, jobs: &[Job]) -> Statement {
                 })
                 .collect();
             let json = serde_json::to_string(&pairs).unwrap_or_default();
-            Statement::from_sql_and_values(backend, sqlite_sql(), [json.into(), now.into()])
+            let stmt =
+                Statement::from_sql_and_values(backend, sqlite_sql(), [json.into(), now.into()]);
+            Ok(conn.query_as(stmt).await?)
         }
     }
 }
 
 async fn answer(conn: &mut HeldConnection, jobs: Vec<Job>) {
-    let stmt = batch_statement(conn.backend(), &jobs);
     let mut found: Vec<Option<ProviderRead>> = jobs.iter().map(|_| None).collect();
     let result: AppResult<()> = async {
-        for row in conn.query_as::<BatchRow>(stmt).await? {
+        for row in fetch(conn, &jobs).await? {
             let slot = usize::try_from(row.i - 1)
                 .ok()
                 .and_then(|i| found.get_mut(i))

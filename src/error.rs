@@ -54,6 +54,11 @@ impl AppError {
         AppError::Internal(anyhow_like::Cause(Box::new(e)))
     }
 
+    /// [`AppError::internal`] for an error that arrives boxed (sqlx's argument encoding).
+    pub fn internal_boxed(e: Box<dyn std::error::Error + Send + Sync + 'static>) -> Self {
+        AppError::Internal(anyhow_like::Cause(e))
+    }
+
     pub fn internal_msg(msg: &'static str) -> Self {
         AppError::Internal(anyhow_like::Cause(Box::new(anyhow_like::Msg(msg))))
     }

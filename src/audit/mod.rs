@@ -638,8 +638,7 @@ async fn append_optimistic(
     events: &[AuditEvent],
     rows: &Chained,
 ) -> AppResult<bool> {
-    let args = append_arguments(start, end, events, rows)
-        .map_err(|e| AppError::Internal(crate::error::anyhow_like::Cause(e)))?;
+    let args = append_arguments(start, end, events, rows).map_err(AppError::internal_boxed)?;
     Ok(held.execute_postgres(APPEND_SQL, args).await? == rows.links.len() as u64)
 }
 

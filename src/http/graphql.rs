@@ -203,11 +203,8 @@ pub async fn post_handler(
     let multipart = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/")
-        });
+        .and_then(|ct| ct.trim_start().get(.."multipart/".len()))
+        .is_some_and(|kind| kind.eq_ignore_ascii_case("multipart/"));
     if multipart {
         return refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

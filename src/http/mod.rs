@@ -63,7 +63,10 @@ pub fn router(app: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(max_body))
         .map_response(secure_headers)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)));
-    let origins = state.app.cfg.cors_origins.clone();
+    // No origins, no CORS layer: browsers then refuse cross-origin calls by themselves, and
+    // same-origin and server-to-server requests skip its work on every response.
+    let origins = &state.app.cfg.cors_origins;
+    let cors = (!origins.is_empty()).then(|| cors_layer(origins));
     let router = Router::new()
         .route(
             "/graphql",
@@ -73,12 +76,9 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(middleware);
-    // No origins, no CORS layer: browsers then refuse cross-origin calls by themselves, and
-    // same-origin and server-to-server requests skip its work on every response.
-    let router = if origins.is_empty() {
-        router
-    } else {
-        router.layer(cors_layer(&origins))
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
     };
     router.with_state(state)
 }

@@ -279,7 +279,7 @@ async fn fetch(conn: &mut HeldConnection, jobs: &[Job]) -> AppResult<Vec<BatchRo
                 .add(patients)
                 .and_then(|()| args.add(providers))
                 .and_then(|()| args.add(now));
-            bound.map_err(|e| AppError::Internal(crate::error::anyhow_like::Cause(e)))?;
+            bound.map_err(AppError::internal_boxed)?;
             Ok(conn.query_as_postgres(postgres_sql(), args).await?)
         }
         backend => {

@@ -27,8 +27,9 @@ pub struct Claims {
 }
 
 pub struct TokenKeys {
-    /// Verified tokens until their `exp`: signature verification is the costliest step of a
-    /// request, and a portal sends the same token many times.
+    /// Tokens whose signature has been checked, with their claims: signature verification is
+    /// the costliest step of a request, and a portal sends the same token many times. Expired
+    /// ones stay (and are refused at once) until the map fills up and sheds them.
     verified: Mutex<HashMap<String, Arc<Claims>>>,
     kid: String,
     encoding: EncodingKey,
@@ -88,8 +89,11 @@ impl TokenKeys {
     /// Check signature, `exp`, `iss` and `aud`. Any failure is just "not signed in".
     pub fn verify(&self, token: &str) -> Option<Arc<Claims>> {
         let now = chrono::Utc::now().timestamp();
-        if let Some(c) = lock(&self.verified).get(token).filter(|c| c.exp > now) {
-            return Some(c.clone());
+        if let Some(c) = lock(&self.verified).get(token) {
+            // Verified before: only its expiry can have changed. An expired token is refused
+            // without checking its signature again (a client keeps sending one until it has
+            // refreshed, and each check costs as much as a whole read).
+            return (c.exp > now).then(|| c.clone());
         }
         let header = jsonwebtoken::decode_header(token).ok()?;
         let key = self.decoding.get(header.kid.as_deref()?)?;

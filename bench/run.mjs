@@ -208,12 +208,29 @@ function ohaAsync(args) {
 }
 
 // ---------- measurement ----------
+/** The disk probe (bench/diskprobe.mjs) for the length of one round. */
+function startDiskProbe() {
+  const c = spawn(process.execPath, [path.join(root, 'bench/diskprobe.mjs'), probeDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(c);
+  let out = '';
+  c.stdout.on('data', (d) => { out += d; });
+  const closed = new Promise((resolve) => c.on('close', () => resolve()));
+  return async () => {
+    c.kill('SIGTERM');
+    await closed;
+    try { return JSON.parse(out); } catch { return undefined; }
+  };
+}
+let probeDir = os.tmpdir();
+
 async function measure(server, pgServer, fn) {
+  const stopProbe = startDiskProbe();
   const c0 = cpuUs(server.pid), p0 = pgServer ? postgresCpuUs() : 0;
   const res = await fn();
   const c1 = cpuUs(server.pid), p1 = pgServer ? postgresCpuUs() : 0;
+  const disk = await stopProbe();
   const n = Math.max(1, res.requests);
-  return { ...res, cpuUsPerReq: (c1 - c0) / n, pgCpuUsPerReq: pgServer ? (p1 - p0) / n : NaN, peakRssMb: memKb(server.pid, 'VmHWM') / 1024 };
+  return { ...res, cpuUsPerReq: (c1 - c0) / n, pgCpuUsPerReq: pgServer ? (p1 - p0) / n : NaN, peakRssMb: memKb(server.pid, 'VmHWM') / 1024, disk };
 }
 
 /** Run fn on Caregraph with the audit check around it. */
@@ -244,13 +261,19 @@ function record(workload, server, round, r) {
 }
 
 const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '–');
+/** Slow flushes the disk probe saw, round by round, and the slowest one. */
+function diskCell(runs) {
+  const probes = runs.map((r) => r.disk).filter(Boolean);
+  if (!probes.length) return '–';
+  return `${probes.map((p) => p.over10Ms).join(' / ')} (max ${f(Math.max(...probes.map((p) => p.maxMs)), 0)} ms)`;
+}
 function table(title, rows, ratioOf) {
-  const lines = [`\n### ${title}\n`, '| server | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU µs/req | PostgreSQL CPU µs/req | peak RSS MB | ratio | audit |', '|---|---|---|---|---|---|---|---|---|---|---|---|'];
+  const lines = [`\n### ${title}\n`, '| server | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU µs/req | PostgreSQL CPU µs/req | peak RSS MB | ratio | audit | disk flushes > 10 ms |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|'];
   for (const [name, runs] of rows) {
     const m = (k) => median(runs.map((r) => r[k]));
     const ratio = ratioOf && name !== ratioOf.base ? m('rps') / ratioOf.value : NaN;
     const audit = runs.every((r) => !r.audit) ? '–' : runs.every((r) => r.audit?.ok) ? 'ok' : 'FAILED';
-    lines.push(`| ${name} | ${f(m('rps'), 0)} | ${f(m('p50'), 2)} | ${f(m('p90'), 2)} | ${f(m('p99'), 2)} | ${f(m('max'), 1)} | ${runs.reduce((a, r) => a + r.errors, 0)} | ${f(m('cpuUsPerReq'), 0)} | ${f(m('pgCpuUsPerReq'), 0)} | ${f(m('peakRssMb'), 0)} | ${Number.isFinite(ratio) ? f(ratio, 1) + '×' : ''} | ${audit} |`);
+    lines.push(`| ${name} | ${f(m('rps'), 0)} | ${f(m('p50'), 2)} | ${f(m('p90'), 2)} | ${f(m('p99'), 2)} | ${f(m('max'), 1)} | ${runs.reduce((a, r) => a + r.errors, 0)} | ${f(m('cpuUsPerReq'), 0)} | ${f(m('pgCpuUsPerReq'), 0)} | ${f(m('peakRssMb'), 0)} | ${Number.isFinite(ratio) ? f(ratio, 1) + '×' : ''} | ${audit} | ${diskCell(runs)} |`);
   }
   const text = lines.join('\n');
   console.log(text);
@@ -266,6 +289,7 @@ async function main() {
     psql(admin, `CREATE DATABASE ${d}`);
   }
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'caregraph-bench-'));
+  probeDir = work;
   const keysFile = path.join(work, 'keys.json');
   run(BIN, ['keys', 'generate', '--out', keysFile], {}, { quiet: true });
   const prefix = `cgbench:${process.pid}:`;
@@ -384,7 +408,7 @@ async function main() {
     }, { allowance: () => C + 10 * parts[1].ok });
     const [reads, filters, writes] = parts;
     for (const [k, v] of [['reads', reads], ['filters', filters], ['writes', writes]]) {
-      const row = { ...v, cpuUsPerReq: res.cpuUsPerReq, pgCpuUsPerReq: res.pgCpuUsPerReq, peakRssMb: res.peakRssMb, audit: k === 'reads' ? res.audit : undefined };
+      const row = { ...v, cpuUsPerReq: res.cpuUsPerReq, pgCpuUsPerReq: res.pgCpuUsPerReq, peakRssMb: res.peakRssMb, audit: k === 'reads' ? res.audit : undefined, disk: k === 'reads' ? res.disk : undefined };
       record(`c.${k}`, 'Caregraph', round, row);
       c[k].push(row);
     }

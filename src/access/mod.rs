@@ -4,6 +4,11 @@
 //! [`PatientScope`], which services that touch a patient's data require, so an unchecked
 //! call does not compile. The same decision also exists as a SQL condition
 //! ([`visible_patients`]) so lists, counts and cursors only ever see what a single read may.
+//!
+//! Every scope is decided in the same order: first whether the viewer may see the patient
+//! at all (NOT_FOUND otherwise, archived patients included), then role, care team and
+//! break-glass, and consent last. Writes to demographics and clinical data need a
+//! [`WriteScope`], which no break-glass grant yields: emergency access is read-only by type.
 pub mod graphql;
 pub mod service;
 
@@ -13,7 +18,9 @@ use std::sync::{Arc, Mutex};
 use async_graphql::Enum;
 use chrono::Utc;
 use sea_orm::sea_query::Query;
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QuerySelect,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -116,7 +123,8 @@ impl Viewer {
 }
 
 /// Proof that the viewer may touch this patient's data for this purpose. Only this module
-/// constructs it.
+/// constructs it. Break-glass yields one (flagged) for reads; changes to demographics and
+/// clinical data take a [`WriteScope`] instead, which break-glass never yields.
 #[derive(Clone, Debug)]
 pub struct PatientScope {
     patient_id: Uuid,
@@ -133,13 +141,83 @@ impl PatientScope {
     }
 }
 
-/// A provider's standing towards one patient, loaded once per request.
+/// What a [`WriteScope`] lets its holder change. Sealed: only the purposes below exist.
+pub trait WritePurpose: sealed::Sealed {}
+
+/// A clinical category: care-team providers change it only under the patient's consent
+/// for [`ClinicalCategory::CONSENT`].
+pub trait ClinicalCategory: WritePurpose {
+    const CONSENT: ConsentScope;
+}
+
+/// Purpose marker: a patient's demographics (names, birth date, contact details).
+#[derive(Debug)]
+pub enum Demographics {}
+
+/// Purpose marker: a patient's allergies and intolerances.
+#[derive(Debug)]
+pub enum Allergies {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Demographics {}
+    impl Sealed for super::Allergies {}
+}
+
+impl WritePurpose for Demographics {}
+impl WritePurpose for Allergies {}
+impl ClinicalCategory for Allergies {
+    const CONSENT: ConsentScope = ConsentScope::Allergies;
+}
+
+/// Proof that the viewer may *change* this patient's data of kind `P`. Only this module
+/// constructs it ([`clinical_write_scope`], [`demographics_write_scope`]), and never from a
+/// break-glass grant: emergency access is read-only, so a write service, which takes
+/// `&WriteScope<P>`, cannot be called under it, and a [`PatientScope`] (what break-glass
+/// yields) does not convert into one.
+#[derive(Debug)]
+pub struct WriteScope<P: WritePurpose> {
+    scope: PatientScope,
+    purpose: std::marker::PhantomData<fn() -> P>,
+}
+
+impl<P: WritePurpose> WriteScope<P> {
+    fn granted(patient_id: Uuid) -> Self {
+        WriteScope {
+            scope: PatientScope {
+                patient_id,
+                break_glass: false,
+            },
+            purpose: std::marker::PhantomData,
+        }
+    }
+    pub fn patient_id(&self) -> Uuid {
+        self.scope.patient_id
+    }
+    /// The read access a write implies, for audit rows and for reading back what was
+    /// written. Never break-glass.
+    pub fn scope(&self) -> &PatientScope {
+        &self.scope
+    }
+}
+
+/// The viewer's standing towards one patient, loaded once per request.
 #[derive(Clone, Debug, Default)]
 struct Relationship {
+    /// The viewer may see the patient at all: it exists, is not archived (ADMIN sees
+    /// archived ones), and the viewer is the patient, an ADMIN, or a provider on the care
+    /// team or holding emergency access. Decided before anything else, consent included.
+    visible: bool,
     care_team: bool,
     emergency: bool,
     /// Active consent scopes; `None` until a clinical field needs them.
     scopes: Option<Vec<ConsentScope>>,
+}
+
+impl Relationship {
+    fn consents_to(&self, scope: ConsentScope) -> bool {
+        self.care_team && self.scopes.as_ref().is_some_and(|s| s.contains(&scope))
+    }
 }
 
 /// SQL condition on `patients` selecting exactly the rows the viewer may read
@@ -222,7 +300,7 @@ pub fn provider_standing(
     (Expr::exists(team), Expr::exists(emergency))
 }
 
-/// The patient themself and ADMIN hold every scope on a patient's data.
+/// The patient themself and ADMIN hold every scope on a patient's data they may see.
 fn own_or_admin(viewer: &Viewer, patient_id: Uuid) -> Option<PatientScope> {
     let own = viewer.role == Role::Patient && viewer.patient_id == Some(patient_id);
     (own || viewer.role == Role::Admin).then_some(PatientScope {
@@ -233,13 +311,13 @@ fn own_or_admin(viewer: &Viewer, patient_id: Uuid) -> Option<PatientScope> {
 
 /// Refuse (audited) a viewer who holds no scope: NOT_FOUND for other patients (and anyone
 /// who must not learn the patient exists), FORBIDDEN with `researcher` for researchers.
-async fn refuse_outsider(
+async fn refuse_outsider<T>(
     state: &AppState,
     viewer: &Viewer,
     patient_id: Uuid,
     action: &'static str,
     researcher: &'static str,
-) -> AppResult<PatientScope> {
+) -> AppResult<T> {
     let e = match viewer.role {
         Role::Researcher => AppError::Forbidden(researcher),
         _ => AppError::NotFound,
@@ -249,37 +327,73 @@ async fn refuse_outsider(
 
 const DE_IDENTIFIED_ONLY: &str = "researchers receive de-identified extracts only";
 
-/// The scope for reading or changing a patient's demographics, given that the patient row
-/// was found under [`visible_patients`]. Providers learn whether it rests on break-glass.
+/// Why a write that rests on emergency access is refused.
+pub const BREAK_GLASS_READ_ONLY: &str = "break-glass (emergency) access is read-only; ask an administrator to add you to the patient's care team to change the record";
+
+/// The viewer's standing towards a patient they may see, or the (audited) refusal. Every
+/// scope below starts here, so visibility is the first thing decided: a patient that does
+/// not exist, is archived, or is not the viewer's to see is NOT_FOUND before consent or
+/// break-glass is looked at, whatever else the viewer holds.
+async fn visible_standing(
+    state: &AppState,
+    viewer: &Viewer,
+    patient_id: Uuid,
+    need_scopes: bool,
+    action: &'static str,
+    researcher: &'static str,
+) -> AppResult<Relationship> {
+    let rel = relationship(state, viewer, patient_id, need_scopes).await?;
+    if rel.visible {
+        Ok(rel)
+    } else {
+        refuse_outsider(state, viewer, patient_id, action, researcher).await
+    }
+}
+
+/// The scope for reading a patient's demographics. Providers learn whether it rests on
+/// break-glass.
 pub async fn demographics_scope(
     state: &AppState,
     viewer: &Viewer,
     patient_id: Uuid,
 ) -> AppResult<PatientScope> {
-    if let Some(scope) = own_or_admin(viewer, patient_id) {
-        return Ok(scope);
-    }
-    if viewer.role == Role::Provider {
-        let rel = relationship(state, viewer, patient_id, false).await?;
-        if rel.care_team || rel.emergency {
-            let break_glass = !rel.care_team && rel.emergency;
-            return Ok(PatientScope {
-                patient_id,
-                break_glass,
-            });
-        }
-    }
-    refuse_outsider(
+    let rel = visible_standing(
         state,
         viewer,
         patient_id,
+        false,
         "patient.read",
         DE_IDENTIFIED_ONLY,
     )
-    .await
+    .await?;
+    if let Some(scope) = own_or_admin(viewer, patient_id) {
+        return Ok(scope);
+    }
+    // A visible provider: on the care team, or holding emergency access.
+    Ok(PatientScope {
+        patient_id,
+        break_glass: !rel.care_team,
+    })
 }
 
-/// May the viewer read or write this clinical category of this patient?
+/// The scope for changing a patient's demographics: the patient, an ADMIN, or a care-team
+/// provider; never break-glass (FORBIDDEN, audited).
+pub async fn demographics_write_scope(
+    state: &AppState,
+    viewer: &Viewer,
+    patient_id: Uuid,
+    action: &'static str,
+) -> AppResult<WriteScope<Demographics>> {
+    let rel =
+        visible_standing(state, viewer, patient_id, false, action, DE_IDENTIFIED_ONLY).await?;
+    if own_or_admin(viewer, patient_id).is_some() || rel.care_team {
+        return Ok(WriteScope::granted(patient_id));
+    }
+    let e = AppError::Forbidden(BREAK_GLASS_READ_ONLY);
+    deny(state, viewer, patient_id, action, e).await
+}
+
+/// May the viewer read this clinical category of this patient? Break-glass reads, flagged.
 pub async fn clinical_scope(
     state: &AppState,
     viewer: &Viewer,
@@ -287,31 +401,52 @@ pub async fn clinical_scope(
     scope: ConsentScope,
     action: &'static str,
 ) -> AppResult<PatientScope> {
+    let rel = visible_standing(state, viewer, patient_id, true, action, DE_IDENTIFIED_ONLY).await?;
     if let Some(s) = own_or_admin(viewer, patient_id) {
         return Ok(s);
     }
-    if viewer.role == Role::Provider {
-        let rel = relationship(state, viewer, patient_id, true).await?;
-        if rel.care_team && rel.scopes.as_ref().is_some_and(|s| s.contains(&scope)) {
-            return Ok(PatientScope {
-                patient_id,
-                break_glass: false,
-            });
-        }
-        if rel.emergency {
-            return Ok(PatientScope {
-                patient_id,
-                break_glass: true,
-            });
-        }
-        if rel.care_team {
-            let e = AppError::ConsentRequired {
-                scope: scope.as_str(),
-            };
-            return deny(state, viewer, patient_id, action, e).await;
-        }
+    if rel.consents_to(scope) {
+        return Ok(PatientScope {
+            patient_id,
+            break_glass: false,
+        });
     }
-    refuse_outsider(state, viewer, patient_id, action, DE_IDENTIFIED_ONLY).await
+    if rel.emergency {
+        return Ok(PatientScope {
+            patient_id,
+            break_glass: true,
+        });
+    }
+    // A visible provider without emergency access is on the care team.
+    let e = AppError::ConsentRequired {
+        scope: scope.as_str(),
+    };
+    deny(state, viewer, patient_id, action, e).await
+}
+
+/// The scope for changing clinical category `C` of this patient, which every clinical
+/// write asks for: the patient, an ADMIN, or a care-team provider under the patient's
+/// consent for `C`. Break-glass never yields it (FORBIDDEN, audited): emergency access is
+/// read-only, and it does not stand in for a missing consent either.
+pub async fn clinical_write_scope<C: ClinicalCategory>(
+    state: &AppState,
+    viewer: &Viewer,
+    patient_id: Uuid,
+    action: &'static str,
+) -> AppResult<WriteScope<C>> {
+    let rel = visible_standing(state, viewer, patient_id, true, action, DE_IDENTIFIED_ONLY).await?;
+    if own_or_admin(viewer, patient_id).is_some() || rel.consents_to(C::CONSENT) {
+        return Ok(WriteScope::granted(patient_id));
+    }
+    let e = if rel.care_team {
+        AppError::ConsentRequired {
+            scope: C::CONSENT.as_str(),
+        }
+    } else {
+        // Visible only through emergency access.
+        AppError::Forbidden(BREAK_GLASS_READ_ONLY)
+    };
+    deny(state, viewer, patient_id, action, e).await
 }
 
 /// Only the patient themself or an ADMIN (consent management, access history).
@@ -321,26 +456,21 @@ pub async fn owner_or_admin_scope(
     patient_id: Uuid,
     action: &'static str,
 ) -> AppResult<PatientScope> {
+    const ONLY_OWNER: &str = "only the patient or an administrator may do this";
+    visible_standing(state, viewer, patient_id, false, action, ONLY_OWNER).await?;
     if let Some(s) = own_or_admin(viewer, patient_id) {
         return Ok(s);
     }
-    const ONLY_OWNER: &str = "only the patient or an administrator may do this";
-    if viewer.role == Role::Provider {
-        // A provider who may see the patient learns nothing new from FORBIDDEN; one who
-        // may not gets NOT_FOUND.
-        let rel = relationship(state, viewer, patient_id, false).await?;
-        if rel.care_team || rel.emergency {
-            return deny(
-                state,
-                viewer,
-                patient_id,
-                action,
-                AppError::Forbidden(ONLY_OWNER),
-            )
-            .await;
-        }
-    }
-    refuse_outsider(state, viewer, patient_id, action, ONLY_OWNER).await
+    // A provider who may see the patient learns nothing new from FORBIDDEN; one who may
+    // not got NOT_FOUND above.
+    deny(
+        state,
+        viewer,
+        patient_id,
+        action,
+        AppError::Forbidden(ONLY_OWNER),
+    )
+    .await
 }
 
 /// Scope for a patient the ADMIN acts on (archive, restore, care-team changes).
@@ -419,39 +549,91 @@ async fn relationship(
     patient_id: Uuid,
     need_scopes: bool,
 ) -> AppResult<Relationship> {
-    let Some(provider) = viewer.provider_id else {
-        return Ok(Relationship::default());
-    };
     let cached = lock(&viewer.relationships).get(&patient_id).cloned();
     let rel = match cached {
-        Some(r) if r.scopes.is_some() || !need_scopes => return Ok(r),
+        // Consent scopes matter only to a care-team provider.
+        Some(r) if !(need_scopes && r.care_team && r.scopes.is_none()) => return Ok(r),
         Some(mut r) => {
-            r.scopes = Some(
-                load_scopes(&state.db, provider, &[patient_id])
-                    .await?
-                    .remove(&patient_id)
-                    .unwrap_or_default(),
-            );
+            if let Some(provider) = viewer.provider_id {
+                r.scopes = Some(
+                    load_scopes(&state.db, provider, &[patient_id])
+                        .await?
+                        .remove(&patient_id)
+                        .unwrap_or_default(),
+                );
+            }
             r
         }
-        None => load_relationships(&state.db, provider, &[patient_id], need_scopes)
-            .await?
-            .remove(&patient_id)
-            .unwrap_or_default(),
+        None => match (viewer.role, viewer.provider_id, viewer.patient_id) {
+            (Role::Provider, Some(provider), _) => {
+                load_relationships(&state.db, provider, &[patient_id], need_scopes)
+                    .await?
+                    .remove(&patient_id)
+                    .unwrap_or_default()
+            }
+            (Role::Patient, _, Some(own)) if own == patient_id => Relationship {
+                visible: patient_exists(&state.db, patient_id, false).await?,
+                ..Relationship::default()
+            },
+            (Role::Admin, _, _) => Relationship {
+                visible: patient_exists(&state.db, patient_id, true).await?,
+                ..Relationship::default()
+            },
+            _ => Relationship::default(),
+        },
     };
     lock(&viewer.relationships).insert(patient_id, rel.clone());
     Ok(rel)
 }
 
-/// Record what a combined query already established (see `patients::service::get`), so the
-/// scope check that follows needs no query of its own.
-pub fn remember(viewer: &Viewer, patient_id: Uuid, care_team: bool, emergency: bool) {
+/// Whether the patient row exists (and, unless `archived_too`, is not archived).
+async fn patient_exists(
+    db: &impl ConnectionTrait,
+    patient_id: Uuid,
+    archived_too: bool,
+) -> AppResult<bool> {
+    let mut q = patients::Entity::find_by_id(patient_id);
+    if !archived_too {
+        q = q.filter(patients::Column::ArchivedAt.is_null());
+    }
+    Ok(q.select_only()
+        .column(patients::Column::Id)
+        .into_tuple::<Uuid>()
+        .one(db)
+        .await?
+        .is_some())
+}
+
+/// Record what a provider's combined read already established (see
+/// `patients::service::get`): the row and the provider's standing towards it, so the scope
+/// check that follows needs no query of its own.
+pub fn remember(viewer: &Viewer, row: &patients::Model, care_team: bool, emergency: bool) {
+    let visible = row.archived_at.is_none() && (care_team || emergency);
     lock(&viewer.relationships)
-        .entry(patient_id)
+        .entry(row.id)
         .or_insert(Relationship {
-            care_team,
-            emergency,
+            visible,
+            care_team: care_team && visible,
+            emergency: emergency && visible,
             scopes: None,
+        });
+}
+
+/// Record, for the patient themself or an ADMIN, that `row` was loaded: for them the row
+/// alone decides visibility (their own record unless archived; every record), so the scope
+/// checks that follow need no query. A provider's standing is not in the row: nothing is
+/// recorded for providers.
+pub fn remember_row(viewer: &Viewer, row: &patients::Model) {
+    let visible = match viewer.role {
+        Role::Admin => true,
+        Role::Patient => viewer.patient_id == Some(row.id) && row.archived_at.is_none(),
+        Role::Provider | Role::Researcher => return,
+    };
+    lock(&viewer.relationships)
+        .entry(row.id)
+        .or_insert(Relationship {
+            visible,
+            ..Relationship::default()
         });
 }
 
@@ -491,7 +673,16 @@ async fn load_relationships(
     let ids = || patient_ids.iter().copied();
     let mut out: HashMap<Uuid, Relationship> =
         ids().map(|id| (id, Relationship::default())).collect();
+    // An archived patient gives no standing: it is not visible, whatever the provider holds.
     let team: Vec<Uuid> = care_team::Entity::find()
+        .join(
+            JoinType::InnerJoin,
+            care_team::Entity::belongs_to(patients::Entity)
+                .from(care_team::Column::PatientId)
+                .to(patients::Column::Id)
+                .into(),
+        )
+        .filter(patients::Column::ArchivedAt.is_null())
         .filter(care_team::Column::PatientId.is_in(ids()))
         .filter(care_team::Column::ProviderId.eq(provider))
         .select_only()
@@ -503,6 +694,14 @@ async fn load_relationships(
         out.entry(id).or_default().care_team = true;
     }
     let emergency: Vec<Uuid> = emergency_access::Entity::find()
+        .join(
+            JoinType::InnerJoin,
+            emergency_access::Entity::belongs_to(patients::Entity)
+                .from(emergency_access::Column::PatientId)
+                .to(patients::Column::Id)
+                .into(),
+        )
+        .filter(patients::Column::ArchivedAt.is_null())
         .filter(emergency_access::Column::PatientId.is_in(ids()))
         .filter(emergency_access::Column::ProviderId.eq(provider))
         .filter(emergency_access::Column::ExpiresAt.gt(now))
@@ -513,6 +712,9 @@ async fn load_relationships(
         .await?;
     for id in emergency {
         out.entry(id).or_default().emergency = true;
+    }
+    for r in out.values_mut() {
+        r.visible = r.care_team || r.emergency;
     }
     if with_scopes {
         for (id, scopes) in load_scopes(db, provider, patient_ids).await? {

@@ -1,7 +1,7 @@
 //! Care-team membership and break-glass grants: the facts the policy decides on.
 use base64::Engine;
 use chrono::{Duration, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 use uuid::Uuid;
 
 use super::{PatientScope, Viewer};
@@ -82,7 +82,9 @@ pub async fn remove_care_team(
 }
 
 /// Open time-limited emergency access for a provider outside the care team. The reason is
-/// kept encrypted; the audit row is flagged as break-glass.
+/// kept encrypted; the audit row is flagged as break-glass. CONFLICT while the provider
+/// already holds a live grant for the patient: one grant at a time, never extended by
+/// re-opening.
 pub async fn open_emergency_access(
     state: &AppState,
     viewer: &Viewer,
@@ -124,6 +126,23 @@ pub async fn open_emergency_access(
     // rest; `accessHistory` opens it for the patient and administrators.
     let audit_reason = state.keys.seal_str(reason_slot(&id), reason)?;
     let mut tx = WriteTxn::begin(&state.db).await?;
+    // Inside the write transaction, which serialises writers: two opens at once cannot both
+    // find no live grant.
+    let live = emergency_access::Entity::find()
+        .filter(emergency_access::Column::PatientId.eq(patient_id))
+        .filter(emergency_access::Column::ProviderId.eq(provider))
+        .filter(emergency_access::Column::ExpiresAt.gt(now))
+        .select_only()
+        .column(emergency_access::Column::Id)
+        .into_tuple::<Uuid>()
+        .one(tx.conn())
+        .await?
+        .is_some();
+    if live {
+        return Err(AppError::Conflict(
+            "you already hold emergency access to this patient; it stays open until it expires",
+        ));
+    }
     emergency_access::Entity::insert(emergency_access::ActiveModel {
         id: Set(id),
         patient_id: Set(patient_id),

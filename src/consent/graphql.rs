@@ -96,8 +96,6 @@ impl ConsentMutation {
         let grantee = parse_id("granteeProviderId", &input.grantee_provider_id)?;
         let scope =
             access::owner_or_admin_scope(state, viewer, patient_id, "consent.grant").await?;
-        crate::patients::service::require_visible(state, viewer, patient_id, "consent.grant")
-            .await?;
         let c = NewConsent {
             grantee_provider_id: grantee,
             scopes: input.scopes,

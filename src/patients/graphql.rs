@@ -351,6 +351,7 @@ impl PatientQuery {
         let mut edges = Vec::with_capacity(page.rows.len());
         let mut events = Vec::with_capacity(page.rows.len());
         for row in page.rows {
+            access::remember_row(viewer, &row);
             // Access can change between the page query and here (a care-team removal):
             // such a row is left out (its denial audited), not the whole page failed.
             let scope = match access::demographics_scope(state, viewer, row.id).await {
@@ -545,6 +546,7 @@ impl PatientMutation {
         }
         let input = input.parse()?;
         let row = service::create(state, viewer, input, idempotency_key.as_deref()).await?;
+        access::remember_row(viewer, &row);
         let scope = access::demographics_scope(state, viewer, row.id).await?;
         Ok(Patient::new(row, &state.keys, scope, viewer))
     }
@@ -562,15 +564,10 @@ impl PatientMutation {
         let viewer = ctx.viewer()?;
         let id = parse_id("id", &id)?;
         let changes = input.parse()?;
+        // The read establishes visibility (NOT_FOUND) and the viewer's standing, so the
+        // write scope below, which break-glass never yields, needs no query of its own.
         let (_, scope) = service::get(state, viewer, id).await?;
-        if scope.break_glass() {
-            let e = AppError::Forbidden(
-                "emergency access is read-only for demographics; ask an administrator to add you to the care team",
-            );
-            return access::deny(state, viewer, id, "patient.update", e)
-                .await
-                .map_err(Into::into);
-        }
+        let write = access::demographics_write_scope(state, viewer, id, "patient.update").await?;
         if viewer.role == Role::Patient && changes.touches_identity() {
             return access::deny(
                 state,
@@ -584,7 +581,7 @@ impl PatientMutation {
             .await
             .map_err(Into::into);
         }
-        let row = service::update(state, viewer, &scope, expected_version, changes).await?;
+        let row = service::update(state, viewer, &write, expected_version, changes).await?;
         Ok(Patient::new(row, &state.keys, scope, viewer))
     }
 

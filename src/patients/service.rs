@@ -9,7 +9,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::types::*;
-use crate::access::{self, PatientScope, Viewer};
+use crate::access::{self, Demographics, PatientScope, Viewer, WriteScope};
 use crate::audit::{AuditEvent, WriteTxn};
 use crate::crypto::{KeyRing, Slot};
 use crate::error::{AppError, AppResult};
@@ -355,20 +355,6 @@ pub async fn find_visible(
     Ok(q.one(db).await?)
 }
 
-/// NOT_FOUND (audited as a denial of `action`) unless the viewer may see the patient: for
-/// writes on a patient's data whose scope alone does not prove the row is visible (archived).
-pub async fn require_visible(
-    state: &AppState,
-    viewer: &Viewer,
-    id: Uuid,
-    action: &'static str,
-) -> AppResult<()> {
-    match find_visible(&state.db, viewer, id).await? {
-        Some(_) => Ok(()),
-        None => access::deny(state, viewer, id, action, AppError::NotFound).await,
-    }
-}
-
 /// Load for reading: NOT_FOUND (audited as a denial) when absent or not visible.
 pub async fn get(
     state: &AppState,
@@ -381,12 +367,18 @@ pub async fn get(
         (access::Role::Provider, Some(provider)) => {
             state.reads.read(provider, id).await?.and_then(|r| {
                 (r.care_team || r.emergency).then(|| {
-                    access::remember(viewer, id, r.care_team, r.emergency);
+                    access::remember(viewer, &r.row, r.care_team, r.emergency);
                     r.row
                 })
             })
         }
-        _ => find_visible(&state.db, viewer, id).await?,
+        _ => {
+            let row = find_visible(&state.db, viewer, id).await?;
+            if let Some(row) = &row {
+                access::remember_row(viewer, row);
+            }
+            row
+        }
     };
     match row {
         Some(row) => {
@@ -464,7 +456,7 @@ pub async fn list(
 pub async fn update(
     state: &AppState,
     viewer: &Viewer,
-    scope: &PatientScope,
+    scope: &WriteScope<Demographics>,
     expected_version: i32,
     changes: PatientChanges,
 ) -> AppResult<patients::Model> {
@@ -560,7 +552,7 @@ pub async fn update(
     }
     tx.audit(
         AuditEvent::by(viewer, "patient.update", "patient")
-            .scope(scope)
+            .scope(scope.scope())
             .resource(id.to_string())
             .detail(serde_json::json!({ "fields": changes.field_names() })),
     );

@@ -6,9 +6,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{AppError, AppResult};
 
-/// A person's name part: trimmed, inner whitespace collapsed, Unicode letters allowed,
-/// no digits, 1–100 characters.
+/// A person's name part: trimmed, inner runs of spaces collapsed, 1–100 characters. Unicode
+/// letters, combining marks, spaces, apostrophes (' and ’), hyphens and periods are
+/// welcome; digits, `<` and `>`, and control and format characters (general category Cc,
+/// Cf: bidirectional overrides and isolates, zero-width spaces and joiners, the BOM) are
+/// refused, since a name is shown to staff and patients, and an invisible or reordering
+/// character makes one record look like another, or a name look like markup.
 pub fn parse_name(field: &'static str, raw: &str) -> AppResult<String> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    // Looked for before whitespace is collapsed: a tab, newline or NEL inside a name is a
+    // control character too, not a space.
+    if raw.trim().chars().any(|c| {
+        matches!(
+            c.general_category(),
+            GeneralCategory::Control | GeneralCategory::Format
+        )
+    }) {
+        return Err(AppError::validation(
+            field,
+            "must not contain control, formatting or invisible characters",
+        ));
+    }
     let collapsed = raw.split_whitespace().collect::<Vec<_>>().join(" ");
     let n = collapsed.chars().count();
     if n == 0 {
@@ -23,11 +41,8 @@ pub fn parse_name(field: &'static str, raw: &str) -> AppResult<String> {
     if collapsed.chars().any(|c| c.is_numeric()) {
         return Err(AppError::validation(field, "must not contain digits"));
     }
-    if collapsed.chars().any(|c| c.is_control()) {
-        return Err(AppError::validation(
-            field,
-            "must not contain control characters",
-        ));
+    if collapsed.contains(['<', '>']) {
+        return Err(AppError::validation(field, "must not contain < or >"));
     }
     Ok(collapsed)
 }
@@ -291,6 +306,132 @@ mod tests {
         assert!(parse_name("givenName", "   ").is_err());
         assert!(parse_name("givenName", &"a".repeat(101)).is_err());
         assert!(parse_name("givenName", &"é".repeat(100)).is_ok());
+    }
+
+    #[test]
+    fn names_keep_letters_marks_and_name_punctuation() {
+        for ok in [
+            "Zoë",
+            "O'Brien",
+            "O\u{2019}Brien",
+            "Jean-Luc",
+            "St. John",
+            // "José" with a combining acute accent (U+0301), not the precomposed é.
+            "Jose\u{301}",
+            "Nguyễn",
+            "Ólafsdóttir",
+            "Øystein",
+            "Łukasz",
+            "Мария",
+            "Αλέξανδρος",
+            "محمد",
+            "שרה",
+            "김민준",
+            "山田",
+            "देवनागरी",
+            "Mary Ann",
+        ] {
+            assert_eq!(
+                parse_name("givenName", ok).ok().as_deref(),
+                Some(ok),
+                "{ok:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_refuse_invisible_reordering_and_markup_characters() {
+        let refused: Vec<char> = [
+            // Bidirectional embeddings and overrides, isolates.
+            '\u{202A}',
+            '\u{202B}',
+            '\u{202C}',
+            '\u{202D}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            // Zero-width space, non-joiner, joiner; byte-order mark.
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{FEFF}',
+            // Other format characters: marks, soft hyphen, word joiner, invisible operators,
+            // Arabic letter mark, Mongolian vowel separator, tags.
+            '\u{200E}',
+            '\u{200F}',
+            '\u{00AD}',
+            '\u{2060}',
+            '\u{2062}',
+            '\u{061C}',
+            '\u{180E}',
+            '\u{E0041}',
+            // Controls (C0, DEL, C1), whitespace ones included.
+            '\t',
+            '\n',
+            '\r',
+            '\u{0000}',
+            '\u{0007}',
+            '\u{001B}',
+            '\u{007F}',
+            '\u{0085}',
+            '\u{009B}',
+            // Markup.
+            '<',
+            '>',
+        ]
+        .into();
+        for c in refused {
+            for raw in [
+                format!("Ann{c}e"),
+                format!("Ann {c}e"),
+                format!("A{c}{c}nne"),
+            ] {
+                let err = parse_name("familyName", &raw).expect_err(&format!("{c:?}"));
+                let AppError::Validation { field, reason } = &err else {
+                    panic!("{c:?}: not a validation error: {err:?}");
+                };
+                assert_eq!(*field, "familyName");
+                // A fixed reason: the message never quotes the input.
+                assert!(
+                    [
+                        "must not contain control, formatting or invisible characters",
+                        "must not contain < or >",
+                    ]
+                    .contains(reason),
+                    "{c:?}: {reason}"
+                );
+                assert!(!err.to_string().contains("Ann"), "{err}");
+            }
+        }
+        // Ahead of or after a name, invisible characters are refused too; surrounding
+        // whitespace (a pasted newline) is only trimmed.
+        for raw in [
+            "\u{202E}Anne",
+            "Anne\u{FEFF}",
+            "\u{200B} Anne",
+            "<Anne",
+            "Anne>",
+        ] {
+            assert!(parse_name("givenName", raw).is_err(), "{raw:?}");
+        }
+        assert_eq!(parse_name("givenName", "\tAnne\n").unwrap(), "Anne");
+        let markup = parse_name("givenName", "<b>Mallory</b>").unwrap_err();
+        assert!(!markup.to_string().contains("Mallory"));
+        // The emergency contact's name goes through the same parser.
+        let contact = EmergencyContact {
+            name: "Pat\u{202E}kcaP".into(),
+            relationship: "partner".into(),
+            phone: "+442079460001".into(),
+        };
+        assert!(matches!(
+            EmergencyContact::parse(contact),
+            Err(AppError::Validation {
+                field: "emergencyContact.name",
+                ..
+            })
+        ));
     }
 
     #[test]

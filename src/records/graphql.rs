@@ -4,9 +4,8 @@ use chrono::{DateTime, Utc};
 
 use super::service::{self, NewAllergy};
 use super::types::*;
-use crate::access::{self, PatientScope};
+use crate::access::{self, Allergies, PatientScope};
 use crate::audit::AuditEvent;
-use crate::consent::types::ConsentScope;
 use crate::crypto::{KeyRing, Slot};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::ContextExt;
@@ -138,16 +137,9 @@ impl RecordsMutation {
                 .transpose()?,
             severity: input.severity,
         };
-        let scope = access::clinical_scope(
-            state,
-            viewer,
-            patient_id,
-            ConsentScope::Allergies,
-            "allergy.create",
-        )
-        .await?;
-        crate::patients::service::require_visible(state, viewer, patient_id, "allergy.create")
-            .await?;
+        let scope =
+            access::clinical_write_scope::<Allergies>(state, viewer, patient_id, "allergy.create")
+                .await?;
         let row = service::record(state, viewer, &scope, a).await?;
         Ok(Allergy {
             row,
@@ -175,16 +167,9 @@ impl RecordsMutation {
             .await
             .map_err(Into::into);
         };
-        let scope = access::clinical_scope(
-            state,
-            viewer,
-            patient_id,
-            ConsentScope::Allergies,
-            "allergy.resolve",
-        )
-        .await?;
-        crate::patients::service::require_visible(state, viewer, patient_id, "allergy.resolve")
-            .await?;
+        let scope =
+            access::clinical_write_scope::<Allergies>(state, viewer, patient_id, "allergy.resolve")
+                .await?;
         let row = service::resolve(state, viewer, &scope, id).await?;
         Ok(Allergy {
             row,

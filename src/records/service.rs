@@ -6,7 +6,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 use uuid::Uuid;
 
 use super::types::*;
-use crate::access::{PatientScope, Viewer};
+use crate::access::{Allergies, Viewer, WriteScope};
 use crate::audit::{AuditEvent, WriteTxn};
 use crate::crypto::Slot;
 use crate::error::{AppError, AppResult};
@@ -39,10 +39,11 @@ pub async fn by_patients(
     Ok(out)
 }
 
+/// Record an allergy. Takes a write scope, which break-glass never yields.
 pub async fn record(
     state: &AppState,
     viewer: &Viewer,
-    scope: &PatientScope,
+    scope: &WriteScope<Allergies>,
     a: NewAllergy,
 ) -> AppResult<allergies::Model> {
     let id = Uuid::new_v4();
@@ -73,7 +74,7 @@ pub async fn record(
         .await?;
     tx.audit(
         AuditEvent::by(viewer, "allergy.create", "allergy")
-            .scope(scope)
+            .scope(scope.scope())
             .resource(id.to_string()),
     );
     let saved = allergies::Entity::find_by_id(id)
@@ -92,10 +93,11 @@ pub async fn patient_of(db: &impl ConnectionTrait, allergy_id: Uuid) -> AppResul
         .map(|a| a.patient_id))
 }
 
+/// Mark an allergy resolved (CONFLICT when it already is).
 pub async fn resolve(
     state: &AppState,
     viewer: &Viewer,
-    scope: &PatientScope,
+    scope: &WriteScope<Allergies>,
     allergy_id: Uuid,
 ) -> AppResult<allergies::Model> {
     let mut tx = WriteTxn::begin(&state.db).await?;
@@ -114,7 +116,7 @@ pub async fn resolve(
     allergies::Entity::update(am).exec(tx.conn()).await?;
     tx.audit(
         AuditEvent::by(viewer, "allergy.resolve", "allergy")
-            .scope(scope)
+            .scope(scope.scope())
             .resource(allergy_id.to_string()),
     );
     let saved = allergies::Entity::find_by_id(allergy_id)

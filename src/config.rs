@@ -75,6 +75,10 @@ pub struct Config {
     pub audit_queue: usize,
     pub log_json: bool,
     /// Browser origins allowed to call the API (CORS); none by default.
+    /// Where clients reach Caregraph (`PUBLIC_URL`); `https://…` turns on HSTS.
+    pub public_url: Option<String>,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
     pub cors_origins: Vec<String>,
     /// Load balancers whose `X-Forwarded-For` is believed (client IP for audit and throttling).
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -210,6 +214,8 @@ impl Config {
             query_complexity_limit: v.parse("QUERY_COMPLEXITY_LIMIT", 500)?,
             audit_queue: v.parse("AUDIT_QUEUE", 16_384)?,
             log_json: v.get("LOG_FORMAT").map(|f| f == "json").unwrap_or(prod),
+            public_url: v.get("PUBLIC_URL").map(str::to_owned),
+            header_read_timeout: Duration::from_secs(v.parse("HEADER_READ_TIMEOUT_SECS", 10)?),
             cors_origins: v
                 .get("CORS_ALLOWED_ORIGINS")
                 .map(|s| {
@@ -234,6 +240,17 @@ impl Config {
                     .collect::<Result<_, _>>()?,
             },
         };
+        if cfg.header_read_timeout.is_zero() {
+            return Err(invalid("HEADER_READ_TIMEOUT_SECS", "must be at least 1"));
+        }
+        if let Some(url) = &cfg.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(invalid(
+                "PUBLIC_URL",
+                "expected an http:// or https:// URL, e.g. https://portal-api.example.org",
+            ));
+        }
         if cfg.access_token_ttl.is_zero() || cfg.session_idle.is_zero() {
             return Err(invalid(
                 "SESSION_IDLE_TIMEOUT_SECS",
@@ -283,6 +300,13 @@ impl Config {
 
     pub fn is_production(&self) -> bool {
         self.env == AppEnv::Production
+    }
+
+    /// Whether responses should carry `Strict-Transport-Security`.
+    pub fn https(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
     }
 
     pub fn is_sqlite(&self) -> bool {

@@ -138,25 +138,79 @@ pub async fn build_state(cfg: Config) -> Result<AppState, StartupError> {
     })
 }
 
+/// How long in-flight requests get to finish once shutdown begins.
+const DRAIN: Duration = Duration::from_secs(30);
+
 /// Serve on `listener` until the future completes (ctrl-c / SIGTERM in `main`).
+///
+/// hyper's HTTP/1 connection directly rather than `axum::serve`, which has no bound on how
+/// long a client may take to send its headers: a client that never finishes them would
+/// hold its connection (and a task) forever. Here the headers must arrive within
+/// `HEADER_READ_TIMEOUT_SECS`; the body's read is bounded by the request timeout.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
-    use axum::serve::ListenerExt;
-    let app = crate::http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    // TCP_NODELAY: a response is written as soon as it is ready; with Nagle's algorithm a
-    // small write can wait for the client's delayed acknowledgement (tens of ms).
-    let listener = listener.tap_io(|tcp| {
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let header_read_timeout = state.cfg.header_read_timeout;
+    let app = crate::http::router(state);
+    // Every connection holds a receiver; shutdown sends once, then waits for all to drop.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: the listener itself is fine.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // TCP_NODELAY: a response is written as soon as it is ready; with Nagle's algorithm
+        // a small write can wait for the client's delayed acknowledgement (tens of ms).
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(StartupError::Serve)
+        let app = app.clone();
+        let svc =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
+        let mut stopping = stopping.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
+                .serve_connection(TokioIo::new(tcp), svc)
+                .with_upgrades();
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                _ = async { stopping.wait_for(|s| *s).await.map(drop) } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop((listener, stopping));
+    let _ = stop.send(true);
+    if tokio::time::timeout(DRAIN, stop.closed()).await.is_err() {
+        tracing::warn!("connections still open after the drain period; stopping anyway");
+    }
+    Ok(())
 }
 
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {

@@ -9,6 +9,7 @@
 //! on PostgreSQL the writer instead appends each batch in one statement that moves the head
 //! only from the tip it expects (compare-and-set), falling back to the lock after lost races.
 pub mod graphql;
+mod security;
 mod verify;
 
 pub use verify::{VerifyReport, verify_chain};
@@ -450,6 +451,7 @@ struct Job {
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Job>,
+    security: Arc<security::SecurityTally>,
 }
 
 /// Most events one transaction takes; more wait for the next batch.
@@ -461,7 +463,12 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel(capacity);
         let held = HeldConnection::new(db.clone(), sql);
         tokio::spawn(writer(db, held, rx));
-        AuditLog { tx }
+        let log = AuditLog {
+            tx,
+            security: Arc::default(),
+        };
+        security::start_flusher(&log);
+        log
     }
 
     /// Append one event and wait until it is durable.

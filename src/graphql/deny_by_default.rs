@@ -1,6 +1,8 @@
 //! Deny by default at the root: every Query/Mutation/Subscription field needs a signed-in,
 //! unrestricted viewer unless it is listed here. A new root field is therefore closed until
 //! someone decides otherwise; role and row checks follow in guards and `access`.
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use async_graphql::extensions::{ExtensionContext, NextResolve, ResolveInfo};
 use async_graphql::{PathSegment, ServerError, ServerResult, Value};
 
@@ -34,19 +36,31 @@ fn refuse(e: AppError, info: &ResolveInfo<'_>) -> ServerError {
 }
 
 /// The `resolve` hook: refuse a root field the viewer may not reach, then resolve.
+/// `counted` is the request's: an anonymous request is counted once for the security
+/// summary (`security.unauthenticated`), however many root fields it names.
 pub async fn resolve(
     ctx: &ExtensionContext<'_>,
     info: ResolveInfo<'_>,
     next: NextResolve<'_>,
+    counted: &AtomicBool,
 ) -> ServerResult<Option<Value>> {
     if info.path_node.parent.is_none()
         && ROOTS.contains(&info.parent_type)
         && !info.is_for_introspection
         && !PUBLIC_FIELDS.contains(&info.name)
     {
-        let viewer = ctx.data_opt::<RequestCtx>().and_then(|r| r.viewer.as_ref());
-        match viewer {
-            None => return Err(refuse(AppError::Unauthenticated, &info)),
+        let request = ctx.data_opt::<RequestCtx>();
+        match request.and_then(|r| r.viewer.as_ref()) {
+            None => {
+                if !counted.swap(true, Ordering::Relaxed)
+                    && let Some(state) = ctx.data_opt::<AppState>()
+                {
+                    state
+                        .audit
+                        .note_unauthenticated(request.and_then(|r| r.meta.ip.as_ref()));
+                }
+                return Err(refuse(AppError::Unauthenticated, &info));
+            }
             Some(v) if v.restricted && !RESTRICTED_FIELDS.contains(&info.name) => {
                 if let Some(state) = ctx.data_opt::<AppState>() {
                     let ev = AuditEvent::by(v, "guard.denied", "field")

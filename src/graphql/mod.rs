@@ -1,10 +1,14 @@
 //! Schema assembly: the domain roots merged into one schema, plus limits and extensions.
 pub mod context;
 pub mod deny_by_default;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod guards;
+pub mod limits;
 pub mod loaders;
 pub mod operation_cache;
 pub mod pipeline;
+pub mod request_errors;
 pub mod ws_session;
 
 use async_graphql::dataloader::DataLoader;
@@ -40,6 +44,12 @@ pub struct Limits {
     pub depth: usize,
     pub complexity: usize,
     pub introspection: bool,
+    /// Bounds checked before the text is parsed and before the document is expanded.
+    pub shape: limits::ShapeLimits,
+    /// Execution stops at the next field once a request has run this long.
+    pub deadline: std::time::Duration,
+    /// "Did you mean …" for signed-in callers; off in production.
+    pub suggestions: bool,
 }
 
 impl Default for Limits {
@@ -48,6 +58,9 @@ impl Default for Limits {
             depth: 12,
             complexity: 500,
             introspection: true,
+            shape: limits::ShapeLimits::default(),
+            deadline: std::time::Duration::from_secs(10),
+            suggestions: true,
         }
     }
 }
@@ -65,9 +78,17 @@ pub fn schema_builder(
     .limit_complexity(limits.complexity)
     .limit_recursive_depth(32)
     .limit_directives(20)
-    .extension(pipeline::Pipeline::new(512));
+    .extension(pipeline::Pipeline::new(pipeline::PipelineConfig {
+        capacity: 512,
+        shape: limits.shape,
+        deadline: limits.deadline,
+        suggestions: limits.suggestions,
+    }));
     if !limits.introspection {
         b = b.disable_introspection();
+    }
+    if !limits.suggestions {
+        b = b.disable_suggestions();
     }
     b
 }
@@ -95,6 +116,8 @@ fn build_with(
         depth: cfg.query_depth_limit,
         complexity: cfg.query_complexity_limit,
         introspection: cfg.introspection,
+        suggestions: !cfg.is_production(),
+        ..Limits::default()
     };
     extend(schema_builder(limits)).data(state.clone()).finish()
 }

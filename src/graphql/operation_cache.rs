@@ -5,7 +5,8 @@
 //! request's instructions, though the outcome is the same every time the text is. So:
 //!
 //! - The parsed document is kept by its exact text and handed to async-graphql with the
-//!   request. The depth and directive limits still run on every request.
+//!   request; every document is parsed here, after the shape limits (`super::limits`), never
+//!   by async-graphql. The depth and directive limits still run on every request.
 //! - A *successful* validation is kept by the operation's text, its name and the shape of its
 //!   variables, and answers the next request with the same key. Errors are never kept: an
 //!   invalid request is always validated in full.
@@ -25,9 +26,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use async_graphql::extensions::{ExtensionContext, NextPrepareRequest, NextValidation};
+use async_graphql::extensions::{ExtensionContext, NextValidation};
 use async_graphql::parser::types::{BaseType, ExecutableDocument, Type};
 use async_graphql::{Request, ServerError, ServerResult, ValidationResult, Value};
+
+use super::limits::ShapeLimits;
 
 /// Portal operations are a few hundred bytes; anything much longer is not worth keeping.
 const MAX_CACHED_QUERY_BYTES: usize = 8 * 1024;
@@ -91,21 +94,30 @@ pub struct RequestCache {
 }
 
 impl RequestCache {
-    /// Attach the cached document to `req`, or the one parsed now (kept when short), and
-    /// return the key its validation may be kept under. Nothing happens when the text does
-    /// not parse: async-graphql parses it again and reports the error.
-    fn prepare(&self, req: &mut Request) -> Option<Key> {
-        if req.query.len() > MAX_CACHED_QUERY_BYTES {
-            return None;
-        }
+    /// Attach the cached document to `req`, or check the text against the shape limits,
+    /// parse it and check the document (keeping it when short), and remember the key its
+    /// validation may be kept under. A cached document has passed those checks already.
+    pub fn prepare(&self, req: &mut Request, limits: &ShapeLimits) -> ServerResult<()> {
+        let keep = req.query.len() <= MAX_CACHED_QUERY_BYTES;
         let docs = &self.shared.documents;
-        let cached = locked(docs)
-            .get_key_value(req.query.as_str())
-            .map(|(k, d)| (k.clone(), d.clone()));
+        let cached = keep
+            .then(|| {
+                locked(docs)
+                    .get_key_value(req.query.as_str())
+                    .map(|(k, d)| (k.clone(), d.clone()))
+            })
+            .flatten();
         let (query, doc) = match cached {
             Some(hit) => hit,
             None => {
-                let doc = async_graphql::parser::parse_query(&req.query).ok()?;
+                super::limits::prescan(&req.query, limits)?;
+                let doc = async_graphql::parser::parse_query(&req.query)
+                    .map_err(|e| super::request_errors::syntax(&e))?;
+                super::limits::check_document(&doc, limits)?;
+                if !keep {
+                    req.set_parsed_query(doc);
+                    return Ok(());
+                }
                 let text: Arc<str> = Arc::from(req.query.as_str());
                 insert_bounded(docs, self.shared.capacity, text.clone(), doc.clone());
                 (text, doc)
@@ -113,24 +125,14 @@ impl RequestCache {
         };
         let shape = variable_shape(&doc, &req.variables);
         req.set_parsed_query(doc);
-        Some(Key {
-            query,
-            operation: req.operation_name.clone(),
-            shape: shape?,
-        })
-    }
-
-    /// The `prepare_request` hook.
-    pub async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        if let Some(key) = self.prepare(&mut request) {
-            let _ = self.key.set(key);
+        if let Some(shape) = shape {
+            let _ = self.key.set(Key {
+                query,
+                operation: req.operation_name.clone(),
+                shape,
+            });
         }
-        next.run(ctx, request).await
+        Ok(())
     }
 
     /// The `validation` hook.

@@ -1,30 +1,53 @@
-//! The schema's one extension: the operation cache's parse and validation hooks and the
-//! deny-by-default check on root fields.
+//! The schema's one extension, through which every request passes on both transports:
+//! the shape limits ([`super::limits`]) before anything parses or expands the document,
+//! the operation cache's parse and validation hooks, the deny-by-default check on root
+//! fields, a deadline checked as fields resolve, and the clean-up that gives every error a
+//! code and our own words ([`super::request_errors`]).
 //!
 //! async-graphql runs every field of every request through each extension's `resolve` hook,
 //! as a boxed future, whether the extension does anything there or not. One extension
-//! instead of two halves that cost; the two concerns stay in their own modules
-//! ([`super::operation_cache`], [`super::deny_by_default`]).
-use std::sync::Arc;
+//! instead of several halves that cost; the concerns stay in their own modules.
+use std::any::TypeId;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextResolve, NextValidation,
-    ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextRequest, NextResolve,
+    NextSubscribe, NextValidation, ResolveInfo,
 };
-use async_graphql::{Request, ServerError, ServerResult, ValidationResult, Value};
+use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Value};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 
+use super::context::RequestCtx;
 use super::deny_by_default;
+use super::limits::{self, Refusal, ShapeLimits};
 use super::operation_cache::{OperationCache, RequestCache};
+use super::request_errors;
+
+/// How the pipeline treats requests.
+#[derive(Clone, Copy, Debug)]
+pub struct PipelineConfig {
+    /// Operations the cache keeps (see [`OperationCache`]).
+    pub capacity: usize,
+    pub shape: ShapeLimits,
+    /// Execution stops at the next field once a request has run this long.
+    pub deadline: Duration,
+    /// "Did you mean …" in request errors, for signed-in callers (never in production).
+    pub suggestions: bool,
+}
 
 pub struct Pipeline {
     cache: OperationCache,
+    cfg: PipelineConfig,
 }
 
 impl Pipeline {
-    /// `capacity`: operations the cache keeps (see [`OperationCache`]).
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(cfg: PipelineConfig) -> Self {
         Pipeline {
-            cache: OperationCache::new(capacity),
+            cache: OperationCache::new(cfg.capacity),
+            cfg,
         }
     }
 }
@@ -33,23 +56,72 @@ impl ExtensionFactory for Pipeline {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(PipelineExt {
             cache: self.cache.request(),
+            cfg: self.cfg,
+            deadline: OnceLock::new(),
+            suggestions: Arc::default(),
+            counted: AtomicBool::new(false),
         })
     }
 }
 
 struct PipelineExt {
     cache: RequestCache,
+    cfg: PipelineConfig,
+    deadline: OnceLock<Instant>,
+    /// Decided once the request's viewer is known; read when its errors are cleaned up.
+    suggestions: Arc<OnceLock<bool>>,
+    /// Whether this request was counted as unauthenticated (see `deny_by_default`).
+    counted: AtomicBool,
+}
+
+fn signed_in(request: &Request) -> bool {
+    request
+        .data
+        .get(&TypeId::of::<RequestCtx>())
+        .and_then(|d| d.downcast_ref::<RequestCtx>())
+        .and_then(|r| r.viewer.as_ref())
+        .is_some_and(|v| !v.restricted)
 }
 
 #[async_trait::async_trait]
 impl Extension for PipelineExt {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut resp = next.run(ctx).await;
+        request_errors::clean(&mut resp, self.suggestions.get() == Some(&true));
+        resp
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        let suggestions = self.suggestions.clone();
+        next.run(ctx, stream)
+            .map(move |mut resp| {
+                request_errors::clean(&mut resp, suggestions.get() == Some(&true));
+                resp
+            })
+            .boxed()
+    }
+
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
         request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        self.cache.prepare_request(ctx, request, next).await
+        // The rest of the chain first (the websocket's viewer), then the limits, right
+        // before async-graphql would parse the text.
+        let mut request = next.run(ctx, request).await?;
+        let _ = self.deadline.set(Instant::now() + self.cfg.deadline);
+        let _ = self
+            .suggestions
+            .set(self.cfg.suggestions && signed_in(&request));
+        limits::check_variables(&request.variables, &self.cfg.shape)?;
+        self.cache.prepare(&mut request, &self.cfg.shape)?;
+        Ok(request)
     }
 
     async fn validation(
@@ -66,6 +138,9 @@ impl Extension for PipelineExt {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
-        deny_by_default::resolve(ctx, info, next).await
+        if self.deadline.get().is_some_and(|d| Instant::now() > *d) {
+            return Err(Refusal::time().into());
+        }
+        deny_by_default::resolve(ctx, info, next, &self.counted).await
     }
 }

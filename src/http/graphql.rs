@@ -3,20 +3,22 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::parser::types::OperationType;
-use async_graphql::{Data, ErrorExtensionValues, Value};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLWebSocket};
+use async_graphql::{Data, Value};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message};
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 
 use super::HttpState;
 use crate::access::{RequestMeta, USER_AGENT_MAX, clip};
 use crate::auth::service::resolve_viewer;
 use crate::graphql::context::RequestCtx;
+use crate::graphql::limits::{self, ShapeLimits};
 use crate::graphql::ws_session::WsSession;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -28,7 +30,10 @@ fn meta(headers: &HeaderMap, peer: SocketAddr, trusted: &[IpAddr]) -> RequestMet
             client_ip(peer.ip(), text("x-forwarded-for"), trusted).to_string(),
         )),
         user_agent: text("user-agent").map(|u| Arc::from(clip(u, USER_AGENT_MAX))),
-        request_id: text("x-request-id").map(Arc::from),
+        // The middleware has already replaced a malformed id; this keeps the promise local.
+        request_id: text("x-request-id")
+            .filter(|id| super::well_formed_request_id(id.as_bytes()))
+            .map(Arc::from),
     }
 }
 
@@ -65,51 +70,9 @@ fn wants_graphql_response_json(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains(GRAPHQL_RESPONSE_JSON))
 }
 
-/// Give every error a stable `extensions.code`. Errors that arrive without one are either
-/// request errors (parse/validation: VALIDATION) or unexpected field errors, which are
-/// logged and shown only as "internal error".
-fn backstop(resp: &mut async_graphql::Response) {
-    for e in &mut resp.errors {
-        let has_code = e
-            .extensions
-            .as_ref()
-            .is_some_and(|x| x.get("code").is_some());
-        if has_code {
-            continue;
-        }
-        let ext = e
-            .extensions
-            .get_or_insert_with(ErrorExtensionValues::default);
-        if e.path.is_empty() {
-            ext.set("code", "VALIDATION");
-        } else if is_input_error(&e.message) {
-            // Argument coercion failures (e.g. a malformed date) can quote the value: never
-            // show or log it.
-            ext.set("code", "VALIDATION");
-            e.message = "an argument has the wrong type or format".into();
-        } else {
-            // The message may quote input; log where it happened, not what it says.
-            let path = serde_json::to_string(&e.path).unwrap_or_default();
-            tracing::error!(error.path = %path, "field error without a code");
-            ext.set("code", "INTERNAL");
-            e.message = "internal error".into();
-        }
-    }
-}
-
-/// async-graphql's own messages for values that do not coerce to the argument's type.
-fn is_input_error(message: &str) -> bool {
-    [
-        "Expected input type",
-        "Failed to parse",
-        "Invalid value for argument",
-    ]
-    .iter()
-    .any(|p| message.starts_with(p))
-}
-
-fn respond(mut resp: async_graphql::Response, graphql_json: bool) -> Response {
-    backstop(&mut resp);
+/// The response as JSON. Every error already has its code and our words: the schema's
+/// pipeline cleans them up for both transports (`graphql::request_errors`).
+fn respond(resp: async_graphql::Response, graphql_json: bool) -> Response {
     // A request error (nothing executed) has no path on any error and no data.
     let request_error = resp.data == Value::Null
         && !resp.errors.is_empty()
@@ -174,10 +137,19 @@ async fn execute(
     respond(s.schema.execute(req).await, graphql_json)
 }
 
+/// `Content-Type: application/json`, parameters (charset) allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
 /// POST: one GraphQL request as JSON (`query`, `operationName`, `variables`,
-/// `extensions`), whatever the content type says, as async-graphql reads it. The body is
-/// taken whole (the body limit applies) and parsed in one pass; batches and multipart
-/// uploads are refused, as is anything else that is not such a request, with a JSON error.
+/// `extensions`) with `Content-Type: application/json` (415 otherwise). The body is taken
+/// whole (the body limit applies, 413 in the GraphQL error shape) and parsed in one pass;
+/// batches are refused, as is anything else that is not such a request, with a JSON error.
 pub async fn post_handler(
     State(s): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -200,15 +172,12 @@ pub async fn post_handler(
             );
         }
     };
-    let multipart = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ct| ct.trim_start().get(.."multipart/".len()))
-        .is_some_and(|kind| kind.eq_ignore_ascii_case("multipart/"));
-    if multipart {
+    if !is_json(&headers) {
+        // A cross-site form can send text/plain or form data without a preflight; only
+        // JSON runs, so no other site can spend a visitor's sign-in budget or session.
         return refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the request as JSON; multipart uploads are not supported",
+            "send the request as JSON with Content-Type: application/json",
         );
     }
     match serde_json::from_slice::<async_graphql::Request>(&body) {
@@ -220,18 +189,45 @@ pub async fn post_handler(
     }
 }
 
-fn is_mutation(req: &async_graphql::Request) -> bool {
-    let Ok(doc) = async_graphql::parser::parse_query(&req.query) else {
-        return false;
-    };
-    doc.operations.iter().any(|(name, op)| {
+/// The parameters of a GET request (GraphQL over HTTP). async-graphql's own reader of the
+/// query string looks for `operation_name`, not `operationName`, so it is read here.
+#[derive(serde::Deserialize)]
+pub struct GetParams {
+    query: Option<String>,
+    #[serde(rename = "operationName")]
+    operation_name: Option<String>,
+    variables: Option<String>,
+    extensions: Option<String>,
+}
+
+impl GetParams {
+    fn into_request(self) -> Option<async_graphql::Request> {
+        let mut req = async_graphql::Request::new(self.query?);
+        req.operation_name = self.operation_name.filter(|n| !n.is_empty());
+        if let Some(v) = self.variables.filter(|v| !v.is_empty()) {
+            req.variables = serde_json::from_str(&v).ok()?;
+        }
+        if let Some(e) = self.extensions.filter(|e| !e.is_empty()) {
+            req.extensions = serde_json::from_str(&e).ok()?;
+        }
+        Some(req)
+    }
+}
+
+/// Whether the operation `req` selects is not a query. `Err` when the text exceeds the
+/// shape limits (checked before it is parsed here) or does not parse; the pipeline then
+/// reports that in full.
+fn is_mutation(req: &async_graphql::Request, shape: &ShapeLimits) -> Result<bool, ()> {
+    limits::prescan(&req.query, shape).map_err(drop)?;
+    let doc = async_graphql::parser::parse_query(&req.query).map_err(drop)?;
+    Ok(doc.operations.iter().any(|(name, op)| {
         let selected = match (&req.operation_name, name) {
             (Some(want), Some(n)) => want == n.as_str(),
             (None, _) => true,
             (Some(_), None) => false,
         };
         selected && op.node.ty != OperationType::Query
-    })
+    }))
 }
 
 /// GraphiQL for browsers (development only); otherwise a query in the URL.
@@ -239,44 +235,49 @@ pub async fn get_handler(
     State(s): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    uri: axum::http::Uri,
-    req: Result<GraphQLRequest, async_graphql_axum::rejection::GraphQLRejection>,
+    params: Result<Query<GetParams>, QueryRejection>,
 ) -> Response {
-    let browser = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
-    if uri.query().is_none_or(|q| !q.contains("query=")) {
-        if browser && s.app.cfg.graphiql {
-            let page = GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql/ws")
-                .finish();
-            return Html(page).into_response();
+    let graphql_json = wants_graphql_response_json(&headers);
+    let params = match params {
+        Ok(Query(p)) if p.query.is_some() => p,
+        Ok(_) => {
+            let browser = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/html"));
+            if browser && s.app.cfg.graphiql {
+                return super::console::page();
+            }
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION",
+                "send a query with POST, or as ?query= on GET",
+                graphql_json,
+            );
         }
-        let graphql_json = wants_graphql_response_json(&headers);
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION",
+                "the query string is not a GraphQL request",
+                graphql_json,
+            );
+        }
+    };
+    let Some(req) = params.into_request() else {
         return error_response(
             StatusCode::BAD_REQUEST,
             "VALIDATION",
-            "send a query with POST, or as ?query= on GET",
+            "the variables or extensions parameter is not a JSON object",
             graphql_json,
         );
-    }
-    let Ok(req) = req else {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION",
-            "the query string is not a GraphQL request",
-            false,
-        );
     };
-    let req = req.into_inner();
-    if is_mutation(&req) {
+    if is_mutation(&req, &s.shape) == Ok(true) {
         let mut r = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "VALIDATION",
             "mutations must be sent with POST",
-            wants_graphql_response_json(&headers),
+            graphql_json,
         );
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
@@ -297,7 +298,11 @@ pub async fn ws_handler(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let meta = meta(&headers, peer, &s.app.cfg.trusted_proxies);
+    // A message is one operation: the same bound as a POST body (axum's default is 64 MiB).
+    let max = s.app.cfg.max_body_bytes;
     upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
             let (mut sink, mut stream) = socket.split();
@@ -327,6 +332,7 @@ pub async fn ws_handler(
                         .map(str::to_owned)
                 });
             let Some(token) = token else {
+                s.app.audit.note_unauthenticated(meta.ip.as_ref());
                 let _ = sink.send(close(4403, "Forbidden")).await;
                 return;
             };
@@ -335,6 +341,7 @@ pub async fn ws_handler(
                 .ok()
                 .flatten();
             if signed_in.is_none_or(|v| v.restricted) {
+                s.app.audit.note_unauthenticated(meta.ip.as_ref());
                 let _ = sink.send(close(4403, "Forbidden")).await;
                 return;
             }

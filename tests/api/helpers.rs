@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use caregraph::config::Config;
 use caregraph::crypto::KeyFile;
 use caregraph::state::AppState;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use uuid::Uuid;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -373,4 +376,77 @@ pub async fn gql_at(
         .json()
         .await
         .expect("json body")
+}
+
+/// A websocket to the test server speaking `protocol`.
+pub async fn ws_connect(
+    app: &TestApp,
+    protocol: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut req = format!("ws://{}/graphql/ws", app.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", protocol.parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket upgrade");
+    assert_eq!(resp.headers()["sec-websocket-protocol"], protocol);
+    ws
+}
+
+pub async fn next_message(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Option<Message> {
+    tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .ok()
+        .flatten()
+        .and_then(Result::ok)
+}
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A graphql-transport-ws socket signed in with `token`, acknowledged.
+pub async fn ws_signed_in(app: &TestApp, token: &str) -> Ws {
+    let mut ws = ws_connect(app, "graphql-transport-ws").await;
+    ws.send(Message::Text(
+        json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } })
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    match next_message(&mut ws).await {
+        Some(Message::Text(t)) if t.contains("connection_ack") => ws,
+        other => panic!("expected connection_ack, got {other:?}"),
+    }
+}
+
+/// Run one operation on the socket; returns its result (`next` payload) or, for an
+/// `error` message, `{ "errors": payload }`.
+pub async fn ws_run(ws: &mut Ws, id: &str, query: &str, variables: Value) -> Value {
+    ws.send(Message::Text(
+        json!({ "type": "subscribe", "id": id, "payload": { "query": query, "variables": variables } })
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    while let Some(m) = next_message(ws).await {
+        let Message::Text(t) = m else { continue };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        if v["id"] != id {
+            continue;
+        }
+        match v["type"].as_str() {
+            Some("next") => return v["payload"].clone(),
+            Some("error") => return json!({ "errors": v["payload"] }),
+            _ => {}
+        }
+    }
+    panic!("no answer on the websocket for {id}");
 }

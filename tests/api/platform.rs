@@ -2,12 +2,10 @@
 //! production refusals.
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::helpers::*;
 use crate::on_both_backends;
@@ -226,34 +224,6 @@ async fn health_and_readiness(b: Backend) {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["database"], "ok");
     assert_eq!(body["sessionStore"], "ok");
-}
-
-async fn ws_connect(
-    app: &TestApp,
-    protocol: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let mut req = format!("ws://{}/graphql/ws", app.addr)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("sec-websocket-protocol", protocol.parse().unwrap());
-    let (ws, resp) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("websocket upgrade");
-    assert_eq!(resp.headers()["sec-websocket-protocol"], protocol);
-    ws
-}
-
-async fn next_message(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> Option<Message> {
-    tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .ok()
-        .flatten()
-        .and_then(Result::ok)
 }
 
 async fn websocket_requires_a_token(b: Backend) {

@@ -9,6 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { hostile } from './hostile.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = path.join(root, 'target/release/caregraph');
@@ -452,7 +453,18 @@ async function main() {
   const growths = e.map((r, i) => r.p99 / alone[i].p99);
   const growth = median(growths);
   console.log(`\nread p99 with logins ÷ without: ${f(growth, 2)}× (median of the rounds: ${growths.map((g) => f(g, 2)).join(', ')}; against (a)'s median p99: ${f(median(e.map((r) => r.p99)) / median(a.Caregraph.map((r) => r.p99)), 2)}×); idle RSS after start ${f(idleRssMb, 1)} MB; peak RSS ${f(Math.max(...results.filter((r) => r.server.startsWith('Caregraph') && Number.isFinite(r.peakRssMb)).map((r) => r.peakRssMb)), 1)} MB`);
+  // (h) hostile shapes against both Caregraph servers: refused by their limits, the process
+  // alive and its memory flat afterwards.
+  let hostileOk = true;
+  for (const srv of [cg, cgLite]) {
+    log(`hostile shapes against ${srv.name}`);
+    const h = await hostile({ url: srv.url, pid: srv.pid, count: opt.smoke ? 20 : 200, parallel: 8, cpuUs, memKb, log });
+    for (const row of h.rows) record('h', srv.name, 1, row);
+    tables.push(h.text);
+    hostileOk &&= h.ok;
+  }
   const failed = results.filter((r) => r.audit && !r.audit.ok);
+  if (!hostileOk) failed.push({ hostile: true });
   fs.appendFileSync(jsonl, JSON.stringify({ run: runId, summary: true, patients: opt.patients, idleRssMb, readP99GrowthWithLogins: growth, auditFailures: failed.length }) + '\n');
 
   log(`removed ${await redisCleanup(prefix)} Redis keys`);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test against both storage backends: SQLite + in-process stores, and
 # PostgreSQL + Redis (found on their standard loopback ports, or installed and started by
-# scripts/services.sh). With CI=true a backend that cannot be had fails the run.
+# scripts/services.sh). With CI=true a backend that cannot be had fails the run. Then the
+# provider console in a browser (scripts/browser-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,9 +13,15 @@ fi
 eval "$services"
 export TEST_DATABASE_URL TEST_REDIS_URL
 
+# Both steps run; either failing fails the run.
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
   echo "test.sh: cargo-nextest not found, using cargo test" >&2
-  cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+
+# The provider console in Debian's Chromium (installed on first use).
+scripts/browser-test.sh || status=$?
+exit "$status"

@@ -1,4 +1,5 @@
 //! Router and middleware.
+pub mod console;
 pub mod graphql;
 pub mod health;
 
@@ -9,7 +10,6 @@ use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::get;
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -27,17 +27,22 @@ pub struct Shared {
     pub app: AppState,
     pub schema: AppSchema,
     pub ws_schema: AppSchema,
+    /// The schema's shape limits, for the GET handler's look at the operation type.
+    pub shape: crate::graphql::limits::ShapeLimits,
 }
 
 pub fn router(app: AppState) -> Router {
     let state = Arc::new(Shared {
         schema: crate::graphql::build(&app),
         ws_schema: crate::graphql::build_ws(&app),
+        shape: crate::graphql::Limits::default().shape,
         app,
     });
     let max_body = state.app.cfg.max_body_bytes;
+    let hsts = state.app.cfg.https();
     let request_id = HeaderName::from_static("x-request-id");
     let middleware = ServiceBuilder::new()
+        .map_request(drop_malformed_request_id)
         .layer(SetRequestIdLayer::new(request_id.clone(), NewRequestId))
         .layer(
             // Method, path and status only: never headers, bodies or query strings.
@@ -60,8 +65,10 @@ pub fn router(app: AppState) -> Router {
                     .then(|| HeaderValue::from_static("close"))
             },
         ))
-        .layer(RequestBodyLimitLayer::new(max_body))
-        .map_response(secure_headers)
+        // The handler's body extractor enforces the limit, so an oversized body is answered
+        // like every other refusal (GraphQL error shape, code, security headers).
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .map_response(move |res| secure_headers(res, hsts))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)));
     // No origins, no CORS layer: browsers then refuse cross-origin calls by themselves, and
     // same-origin and server-to-server requests skip its work on every response.
@@ -73,6 +80,8 @@ pub fn router(app: AppState) -> Router {
             get(graphql::get_handler).post(graphql::post_handler),
         )
         .route("/graphql/ws", get(graphql::ws_handler))
+        .route("/graphql/console/console.js", get(console::script))
+        .route("/graphql/console/console.css", get(console::style))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(middleware);
@@ -84,8 +93,14 @@ pub fn router(app: AppState) -> Router {
 }
 
 /// Headers every response carries (one layer rather than one per header).
-fn secure_headers(mut res: axum::response::Response) -> axum::response::Response {
+fn secure_headers(mut res: axum::response::Response, hsts: bool) -> axum::response::Response {
     let h = res.headers_mut();
+    if hsts {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -99,6 +114,34 @@ fn secure_headers(mut res: axum::response::Response) -> axum::response::Response
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     res
+}
+
+/// The longest client-supplied request id kept; it lands in every audit row of the request.
+pub const REQUEST_ID_MAX: usize = 64;
+
+/// A client's `X-Request-Id` is kept only when short and made of `[A-Za-z0-9._-]`; any
+/// other (or a repeated header) is dropped, and [`NewRequestId`] generates one instead. It
+/// is stored in every audit row the request writes, which nobody can delete.
+fn drop_malformed_request_id<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+    let h = req.headers();
+    let mut values = h.get_all("x-request-id").iter();
+    let ok = match (values.next(), values.next()) {
+        (Some(v), None) => well_formed_request_id(v.as_bytes()),
+        (None, _) => true,
+        _ => false,
+    };
+    if !ok {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
+}
+
+pub fn well_formed_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= REQUEST_ID_MAX
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A random (v4) request id for requests that arrive without one, from the thread's CSPRNG

@@ -8,6 +8,10 @@ pub type AppResult<T> = Result<T, AppError>;
 pub enum AppError {
     #[error("authentication required: sign in and send the access token as a bearer token")]
     Unauthenticated,
+    /// A sign-in step that failed (wrong password or code, expired challenge or refresh
+    /// token): UNAUTHENTICATED, in words that fit the step.
+    #[error("{0}")]
+    SignInFailed(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("the patient has not consented to share this information with you")]
@@ -30,7 +34,7 @@ pub enum AppError {
 impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
-            AppError::Unauthenticated => "UNAUTHENTICATED",
+            AppError::Unauthenticated | AppError::SignInFailed(_) => "UNAUTHENTICATED",
             AppError::Forbidden(_) => "FORBIDDEN",
             AppError::ConsentRequired { .. } => "CONSENT_REQUIRED",
             AppError::NotFound => "NOT_FOUND",

@@ -16,6 +16,12 @@ use crate::state::AppState;
 use crate::stores::{RefreshRecord, Rotation, Session};
 use entity::users;
 
+// What failed sign-in steps say: no hint whether the account exists.
+const WRONG_PASSWORD: &str = "sign-in failed: check the e-mail address and the password";
+const WRONG_CODE: &str = "the code is not right; sign in again for a new attempt";
+const CHALLENGE_GONE: &str = "this sign-in attempt has expired or was used already; sign in again";
+const REFRESH_GONE: &str = "the refresh token is no longer valid; sign in again";
+
 /// What a finished sign-in hands the client.
 #[derive(Debug, Clone)]
 pub struct Tokens {
@@ -105,7 +111,7 @@ pub async fn login(
                 ev = ev.resource(u.id.to_string());
             }
             state.audit.record(ev).await?;
-            return Err(AppError::Unauthenticated);
+            return Err(AppError::SignInFailed(WRONG_PASSWORD));
         }
     };
     state.stores.limits.undo(&ip_key).await?;
@@ -213,12 +219,12 @@ pub async fn verify_mfa(
         .kv
         .take(&key)
         .await?
-        .ok_or(AppError::Unauthenticated)?;
-    let user_id = Uuid::from_slice(&raw).map_err(|_| AppError::Unauthenticated)?;
+        .ok_or(AppError::SignInFailed(CHALLENGE_GONE))?;
+    let user_id = Uuid::from_slice(&raw).map_err(|_| AppError::SignInFailed(CHALLENGE_GONE))?;
     let user = users::Entity::find_by_id(user_id)
         .one(&state.db)
         .await?
-        .ok_or(AppError::Unauthenticated)?;
+        .ok_or(AppError::SignInFailed(CHALLENGE_GONE))?;
     let role = parse_role(&user.role)?;
     let ev = AuditEvent::new("auth.mfa_verify", "user")
         .meta(meta)
@@ -242,7 +248,7 @@ pub async fn verify_mfa(
     };
     if !ok {
         state.audit.record(ev.outcome(Outcome::Failure)).await?;
-        return Err(AppError::Unauthenticated);
+        return Err(AppError::SignInFailed(WRONG_CODE));
     }
     state.stores.limits.reset(&limit_key).await?;
     state
@@ -442,7 +448,7 @@ pub async fn refresh(
         .sessions
         .get_refresh(&hash)
         .await?
-        .ok_or(AppError::Unauthenticated)?;
+        .ok_or(AppError::SignInFailed(REFRESH_GONE))?;
     match state
         .stores
         .sessions
@@ -475,9 +481,9 @@ pub async fn refresh(
                         ),
                 )
                 .await?;
-            Err(AppError::Unauthenticated)
+            Err(AppError::SignInFailed(REFRESH_GONE))
         }
-        Rotation::Gone => Err(AppError::Unauthenticated),
+        Rotation::Gone => Err(AppError::SignInFailed(REFRESH_GONE)),
     }
 }
 

@@ -144,3 +144,35 @@ impl Extension for PipelineExt {
         deny_by_default::resolve(ctx, info, next, &self.counted).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::graphql::{Limits, schema_builder};
+
+    #[tokio::test]
+    async fn fields_past_the_deadline_are_not_resolved() {
+        let schema = schema_builder(Limits {
+            deadline: Duration::ZERO,
+            ..Limits::default()
+        })
+        .finish();
+        let resp = schema.execute("{ me { role } }").await;
+        let e = &resp.errors[0];
+        let ext = e.extensions.as_ref().unwrap();
+        assert_eq!(ext.get("limit"), Some(&async_graphql::Value::from("time")));
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("VALIDATION"))
+        );
+        // Within the deadline the same request reaches the resolver (and deny-by-default).
+        let schema = schema_builder(Limits::default()).finish();
+        let resp = schema.execute("{ me { role } }").await;
+        let ext = resp.errors[0].extensions.as_ref().unwrap();
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("UNAUTHENTICATED"))
+        );
+    }
+}

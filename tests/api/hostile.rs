@@ -485,7 +485,12 @@ async fn unauthenticated_probes_are_summarised(b: Backend) {
     .await;
     let r = app.gql(Some("forged.token.here"), q, json!({})).await;
     assert_eq!(code(&r), Some("UNAUTHENTICATED"));
-    app.login_raw(PATIENT, "wrong password").await;
+    let r = app.login_raw(PATIENT, "wrong password").await;
+    assert_eq!(code(&r), Some("UNAUTHENTICATED"));
+    assert_eq!(
+        r["errors"][0]["message"],
+        "sign-in failed: check the e-mail address and the password"
+    );
     app.state.audit.flush_security_events().await.unwrap();
     assert_eq!(
         app.audit_count("action = 'security.unauthenticated'").await,

@@ -175,4 +175,46 @@ mod tests {
             Some(&async_graphql::Value::from("UNAUTHENTICATED"))
         );
     }
+
+    async fn suggestion_for(limits: Limits, signed_in: bool) -> String {
+        use crate::access::{RequestMeta, Role, Viewer};
+        use crate::graphql::context::RequestCtx;
+        let schema = schema_builder(limits).finish();
+        let viewer = signed_in.then(|| {
+            let id = uuid::Uuid::new_v4();
+            Viewer::new(
+                id,
+                Role::Provider,
+                None,
+                Some(id),
+                "s".into(),
+                true,
+                false,
+                RequestMeta::default(),
+            )
+        });
+        let req = async_graphql::Request::new("{ me { rolee } }").data(RequestCtx {
+            viewer,
+            meta: RequestMeta::default(),
+        });
+        schema.execute(req).await.errors[0].message.clone()
+    }
+
+    #[tokio::test]
+    async fn suggestions_only_for_signed_in_callers_outside_production() {
+        let dev = Limits::default();
+        assert!(
+            suggestion_for(dev, true)
+                .await
+                .contains("Did you mean \"role\"")
+        );
+        assert!(!suggestion_for(dev, false).await.contains("Did you mean"));
+        let production = Limits {
+            suggestions: false,
+            ..Limits::default()
+        };
+        let m = suggestion_for(production, true).await;
+        assert!(m.starts_with("unknown field (line 1"), "{m}");
+        assert!(!m.contains("Did you mean"), "{m}");
+    }
 }

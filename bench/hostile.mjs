@@ -1,7 +1,8 @@
 // Workload (h): the hostile shapes of issue 11, sent anonymously to a running Caregraph.
-// Each shape is sent `count` times from `parallel` loops at once; the table shows each
-// shape's latency, the server's CPU per request, and its peak RSS before and after (the
-// unchecked shapes crashed the process or grew it to tens of GB). Imported by run.mjs.
+// Each shape is sent `count` times one at a time, then `count` times from `parallel` loops
+// at once; the table shows each shape's latency, the server's CPU per request, and its RSS
+// and peak RSS before and after (the unchecked shapes crashed the process or grew it to
+// tens of GB). Imported by run.mjs; also runs alone: node bench/hostile.mjs URL PID.
 import fs from 'node:fs';
 
 const nest = (open, close, n, around) => around.replace('OPEN', open.repeat(n)).replace('CLOSE', close.repeat(n));
@@ -39,41 +40,52 @@ export function shapes() {
 
 const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
 
+/** Send `body` `count` times from `parallel` loops; latencies in ms and refusals by limit. */
+async function send(url, body, count, parallel) {
+  const lat = [];
+  const limits = new Map();
+  let sent = 0, wrong = 0;
+  const loop = async () => {
+    while (sent < count) {
+      sent++;
+      const t0 = performance.now();
+      const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const j = await r.json();
+      lat.push(performance.now() - t0);
+      const e = j.errors?.[0];
+      const key = e?.extensions?.limit ?? e?.extensions?.code ?? 'none';
+      limits.set(key, (limits.get(key) ?? 0) + 1);
+      if (e?.extensions?.code !== 'VALIDATION') wrong++;
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, loop));
+  return { lat, limits, wrong };
+}
+
 export async function hostile({ url, pid, count, parallel, cpuUs, memKb, log }) {
   const rows = [];
   for (const [name, body] of shapes()) {
     const rssBefore = memKb(pid, 'VmRSS') / 1024, peakBefore = memKb(pid, 'VmHWM') / 1024;
     const c0 = cpuUs(pid);
-    const lat = [];
-    const limits = new Map();
-    let sent = 0, wrong = 0;
-    const loop = async () => {
-      while (sent < count) {
-        sent++;
-        const t0 = performance.now();
-        const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-        const j = await r.json();
-        lat.push(performance.now() - t0);
-        const e = j.errors?.[0];
-        const key = e?.extensions?.limit ?? e?.extensions?.code ?? 'none';
-        limits.set(key, (limits.get(key) ?? 0) + 1);
-        if (e?.extensions?.code !== 'VALIDATION') wrong++;
-      }
-    };
-    await Promise.all(Array.from({ length: parallel }, loop));
-    const cpu = (cpuUs(pid) - c0) / count;
+    // One at a time (the latency of a refusal), then `parallel` at once (memory under load).
+    const alone = await send(url, body, count, 1);
+    const c1 = cpuUs(pid);
+    const many = await send(url, body, count, parallel);
+    const limits = new Map(alone.limits);
+    for (const [k, v] of many.limits) limits.set(k, (limits.get(k) ?? 0) + v);
+    const wrong = alone.wrong + many.wrong;
     const alive = await fetch(url.replace('/graphql', '/healthz')).then((r) => r.ok, () => false);
-    rows.push({ name, bytes: body.length, p50: pct(lat, 0.5), p99: pct(lat, 0.99), max: Math.max(...lat), cpuUsPerReq: cpu, rssBefore, rssAfter: memKb(pid, 'VmRSS') / 1024, peakBefore, peakAfter: memKb(pid, 'VmHWM') / 1024, refusedBy: [...limits.entries()].map(([k, v]) => `${k} ${v}`).join(', '), wrong, alive });
+    rows.push({ name, bytes: body.length, p50: pct(alone.lat, 0.5), p99: pct(alone.lat, 0.99), p50Parallel: pct(many.lat, 0.5), max: Math.max(...alone.lat, ...many.lat), cpuUsPerReq: (c1 - c0) / count, rssBefore, rssAfter: memKb(pid, 'VmRSS') / 1024, peakBefore, peakAfter: memKb(pid, 'VmHWM') / 1024, refusedBy: [...limits.entries()].map(([k, v]) => `${k} ${v}`).join(', '), wrong, alive });
     if (!alive) throw new Error(`the server stopped answering after "${name}"`);
   }
   const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '–');
-  const lines = [`\n### (h) hostile shapes, anonymous, ${count} of each from ${parallel} loops at once\n`, '| shape | bytes | refused by | p50 ms | p99 ms | max ms | server CPU µs/req | RSS MB before → after | peak RSS MB before → after |', '|---|---|---|---|---|---|---|---|---|'];
-  for (const r of rows) lines.push(`| ${r.name} | ${r.bytes} | ${r.refusedBy}${r.wrong ? ` (**${r.wrong} not VALIDATION**)` : ''} | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${f(r.max, 1)} | ${f(r.cpuUsPerReq, 0)} | ${f(r.rssBefore)} → ${f(r.rssAfter)} | ${f(r.peakBefore)} → ${f(r.peakAfter)} |`);
+  const lines = [`\n### (h) hostile shapes, anonymous: ${count} of each one at a time, then ${count} from ${parallel} loops at once\n`, `| shape | bytes | refused by | p50 ms | p99 ms | p50 ms, ${parallel} at once | max ms | server CPU µs/req | RSS MB before → after | peak RSS MB before → after |`, '|---|---|---|---|---|---|---|---|---|---|'];
+  for (const r of rows) lines.push(`| ${r.name} | ${r.bytes} | ${r.refusedBy}${r.wrong ? ` (**${r.wrong} not VALIDATION**)` : ''} | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${f(r.p50Parallel, 2)} | ${f(r.max, 1)} | ${f(r.cpuUsPerReq, 0)} | ${f(r.rssBefore)} → ${f(r.rssAfter)} | ${f(r.peakBefore)} → ${f(r.peakAfter)} |`);
   const text = lines.join('\n');
   console.log(text);
-  const wrong = rows.reduce((a, r) => a + r.wrong, 0);
-  if (wrong) log(`HOSTILE CHECK FAILED: ${wrong} answers were not VALIDATION refusals`);
-  return { rows, text, ok: wrong === 0 };
+  const wrongTotal = rows.reduce((a, r) => a + r.wrong, 0);
+  if (wrongTotal) log(`HOSTILE CHECK FAILED: ${wrongTotal} answers were not VALIDATION refusals`);
+  return { rows, text, ok: wrongTotal === 0 };
 }
 
 // Stand-alone: node bench/hostile.mjs URL PID [count] [parallel]

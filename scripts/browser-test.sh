@@ -49,17 +49,20 @@ env -u DATABASE_URL -u REDIS_URL -u CAREGRAPH_KEYS -u CAREGRAPH_KEYS_FILE -u MFA
   "${CARGO_TARGET_DIR:-$root/target}/debug/caregraph" serve >"$tmp/server.log" 2>&1 &
 server_pid=$!
 
-for _ in $(seq 1 300); do
-  if curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; then
-    break
-  fi
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    echo "browser-test.sh: caregraph exited before it was ready" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz"
+# Ready when /healthz answers (node's fetch: a fresh machine need not have curl).
+if ! node -e '
+  const [url, pid] = process.argv.slice(1);
+  const deadline = Date.now() + 30000;
+  (async () => {
+    for (;;) {
+      try { if ((await fetch(url)).ok) process.exit(0); } catch {}
+      try { process.kill(Number(pid), 0); } catch { console.error("browser-test.sh: caregraph exited before it was ready"); process.exit(1); }
+      if (Date.now() > deadline) { console.error("browser-test.sh: caregraph did not answer in 30 s"); process.exit(1); }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();' "http://127.0.0.1:$port/healthz" "$server_pid"; then
+  exit 1
+fi
 
 cd "$console"
 CONSOLE_URL="http://127.0.0.1:$port" CHROMIUM=/usr/bin/chromium SCREENSHOT=/tmp/console.png \

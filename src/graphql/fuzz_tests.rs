@@ -35,7 +35,8 @@ fn check(query: String, variables: Json) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Run `strategy` on a thread whose stack is a tokio worker's.
+/// Run `strategy` on a thread whose stack is a tokio worker's. `PROPTEST_CASES` overrides
+/// the number of cases (e.g. 20000 for a long local run).
 fn run<S>(cases: u32, strategy: fn() -> S)
 where
     S: Strategy<Value = (String, Json)> + 'static,
@@ -43,6 +44,10 @@ where
     std::thread::Builder::new()
         .stack_size(2 * 1024 * 1024)
         .spawn(move || {
+            let cases = std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(cases);
             let mut runner = TestRunner::new(Config {
                 cases,
                 failure_persistence: None,

@@ -211,7 +211,7 @@ impl Config {
             seed_demo: !prod && v.flag("SEED_DEMO", true)?,
             max_body_bytes: v.parse("MAX_BODY_BYTES", 256 * 1024)?,
             query_depth_limit: v.parse("QUERY_DEPTH_LIMIT", 12)?,
-            query_complexity_limit: v.parse("QUERY_COMPLEXITY_LIMIT", 500)?,
+            query_complexity_limit: v.parse("QUERY_COMPLEXITY_LIMIT", 1000)?,
             audit_queue: v.parse("AUDIT_QUEUE", 16_384)?,
             log_json: v.get("LOG_FORMAT").map(|f| f == "json").unwrap_or(prod),
             public_url: v.get("PUBLIC_URL").map(str::to_owned),

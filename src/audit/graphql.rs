@@ -76,7 +76,10 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// Who accessed this patient's data, newest first (the patient, or ADMIN).
-    #[graphql(guard = "RoleGuard(PATIENT_DATA_ROLES)")]
+    #[graphql(
+        guard = "RoleGuard(PATIENT_DATA_ROLES)",
+        complexity = "1 + first.clamp(1, 100) as usize * child_complexity"
+    )]
     async fn access_history(
         &self,
         ctx: &Context<'_>,

@@ -56,7 +56,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             depth: 12,
-            complexity: 500,
+            complexity: 1000,
             introspection: true,
             shape: limits::ShapeLimits::default(),
             deadline: std::time::Duration::from_secs(10),

@@ -18,8 +18,10 @@
 //! shape is the class of value that decides validity for those: null, boolean, string, a
 //! number that fits i64, another number, a list (with its items' shapes) or an object. Custom
 //! scalars and input objects have validity rules of their own, so operations that declare
-//! them are validated every time. Complexity and depth come from the document alone: no field
-//! here computes its complexity from arguments.
+//! them are validated every time. Depth comes from the document alone; complexity also from
+//! the `first` of each page (`patients`, `accessHistory`), which may be a variable: integers
+//! are therefore part of the shape by value, so a plan validated for `first: 10` is never
+//! reused for `first: 100`.
 //!
 //! Both maps are bounded in count and in the size of what they keep; when full they start
 //! over.
@@ -195,7 +197,12 @@ fn value_shape(v: &Value, out: &mut String) {
         Value::Null => 'n',
         Value::Boolean(_) => 'b',
         Value::String(_) => 's',
-        Value::Number(n) if n.is_i64() => 'i',
+        Value::Number(n) if n.is_i64() => {
+            // By value: complexity depends on it (see the module comment).
+            out.push('i');
+            out.push_str(&n.to_string());
+            return;
+        }
         Value::Number(_) => 'f',
         Value::Binary(_) => 'x',
         Value::Enum(_) => 'e',

@@ -309,7 +309,11 @@ impl PatientQuery {
     }
 
     /// The patients you may see, filtered and paged (`first` ≤ 100).
-    #[graphql(guard = "RoleGuard(PATIENT_DATA_ROLES)")]
+    #[graphql(
+        guard = "RoleGuard(PATIENT_DATA_ROLES)",
+        // A page costs what one patient's selection costs, `first` times.
+        complexity = "1 + first.clamp(1, 100) as usize * child_complexity"
+    )]
     async fn patients(
         &self,
         ctx: &Context<'_>,

@@ -20,6 +20,7 @@ on_both_backends!(
     http_edges,
     slow_headers_are_cut_off,
     unauthenticated_probes_are_summarised,
+    complexity_weighs_pages_and_the_cache_keeps_it,
 );
 
 fn nested_list(n: usize) -> String {
@@ -510,4 +511,35 @@ async fn unauthenticated_probes_are_summarised(b: Backend) {
         app.audit_count("action = 'security.unauthenticated'").await,
         before + 1
     );
+}
+
+async fn complexity_weighs_pages_and_the_cache_keeps_it(b: Backend) {
+    let app = spawn_app_with(b, |v| {
+        v.insert("QUERY_COMPLEXITY_LIMIT".into(), "200".into());
+    })
+    .await;
+    let t = app.token(ADMIN).await;
+    // One patient costs 6 here (edges, node, four fields): a page of 10 costs 61, of 50 301.
+    let q = "query($n: Int!) { patients(first: $n) { edges { node { id givenName familyName birthDate } } } }";
+    let ok = |r: &Value| r["data"]["patients"]["edges"].is_array();
+    let r = app.gql(Some(&t), q, json!({ "n": 10 })).await;
+    assert!(ok(&r), "{r}");
+    // The plan validated for 10 is kept; it must not let 50 through.
+    for _ in 0..2 {
+        let r = app.gql(Some(&t), q, json!({ "n": 50 })).await;
+        assert_eq!(limit(&r), Some("complexity"), "{r}");
+        assert_eq!(code(&r), Some("VALIDATION"), "{r}");
+        let r = app.gql(Some(&t), q, json!({ "n": 10 })).await;
+        assert!(ok(&r), "{r}");
+    }
+    // The same with `first` in the text, and on accessHistory.
+    let literal = q.replace("query($n: Int!) ", "").replace("$n", "50");
+    let r = app.gql(Some(&t), &literal, json!({})).await;
+    assert_eq!(limit(&r), Some("complexity"), "{r}");
+    let pid = app.patient_id(PATIENT).await;
+    let h = "query($id: ID!, $n: Int!) { accessHistory(patientId: $id, first: $n) { edges { cursor node { occurredAt action actorRole } } } }";
+    let r = app.gql(Some(&t), h, json!({ "id": pid, "n": 5 })).await;
+    assert!(r["data"]["accessHistory"]["edges"].is_array(), "{r}");
+    let r = app.gql(Some(&t), h, json!({ "id": pid, "n": 100 })).await;
+    assert_eq!(limit(&r), Some("complexity"), "{r}");
 }

@@ -72,9 +72,17 @@ impl Patient {
                     .keys
                     .open(self.slot(column), c)
                     .map_err(AppError::internal)?;
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(AppError::internal)
+                // serde's message may quote the decrypted value: log where, not what.
+                serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                    tracing::error!(
+                        column,
+                        category = ?e.classify(),
+                        line = e.line(),
+                        at = e.column(),
+                        "stored JSON does not decode"
+                    );
+                    AppError::internal_msg("stored JSON does not decode")
+                })
             }
         }
     }

@@ -19,7 +19,7 @@ use entity::{care_team, idempotency_keys, patients};
 pub const TABLE: &str = "patients";
 
 /// Validated demographics for a new patient.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, serde::Serialize)]
 pub struct NewPatient {
     pub mrn: Option<String>,
     pub given_name: String,
@@ -39,7 +39,7 @@ pub struct NewPatient {
 }
 
 /// A partial update: `None` leaves a field alone, `Some(None)` clears an optional one.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct PatientChanges {
     pub given_name: Option<String>,
     pub middle_name: Option<Option<String>>,
@@ -81,7 +81,7 @@ impl PatientChanges {
 }
 
 /// Filters on `patients(...)`; exact matches through blind indexes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct PatientFilter {
     pub family_name: Option<String>,
     pub birth_date: Option<NaiveDate>,
@@ -90,6 +90,8 @@ pub struct PatientFilter {
     pub mrn: Option<String>,
     pub include_archived: bool,
 }
+
+crate::redacted_debug!(NewPatient, PatientChanges, PatientFilter);
 
 pub struct Bidx<'a>(pub &'a KeyRing);
 
@@ -623,4 +625,31 @@ pub async fn set_archived(
 /// Whether a patient row exists at all (ADMIN paths only; never used to answer others).
 pub async fn exists(db: &impl ConnectionTrait, id: Uuid) -> AppResult<bool> {
     any_patient(db, patients::Column::Id.eq(id)).await
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn phi_types_print_no_values() {
+        let f = PatientFilter {
+            family_name: Some("Secretson".into()),
+            email: Some("secret@example.test".into()),
+            ..PatientFilter::default()
+        };
+        let c = PatientChanges {
+            ssn: Some(Some("123-45-6789".into())),
+            address: Some(Some(Address {
+                line1: Some("1 Secret Lane".into()),
+                ..Address::default()
+            })),
+            ..PatientChanges::default()
+        };
+        let printed = format!("{f:?} {c:?} {:?}", c.address);
+        assert_eq!(
+            printed,
+            "PatientFilter { .. } PatientChanges { .. } Some(Some(Address { .. }))"
+        );
+    }
 }

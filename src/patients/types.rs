@@ -218,7 +218,7 @@ enum_str!(SexAtBirth { Female => "FEMALE", Male => "MALE", Intersex => "INTERSEX
 enum_str!(GenderIdentity { Woman => "WOMAN", Man => "MAN", Nonbinary => "NONBINARY", Other => "OTHER", Undisclosed => "UNDISCLOSED" });
 
 /// A postal address.
-#[derive(SimpleObject, InputObject, Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(SimpleObject, InputObject, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[graphql(input_name = "AddressInput")]
 #[serde(rename_all = "camelCase")]
 pub struct Address {
@@ -261,7 +261,7 @@ impl Address {
 }
 
 /// Who to call in an emergency.
-#[derive(SimpleObject, InputObject, Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(SimpleObject, InputObject, Clone, Serialize, Deserialize, PartialEq)]
 #[graphql(input_name = "EmergencyContactInput")]
 pub struct EmergencyContact {
     pub name: String,
@@ -473,3 +473,18 @@ mod tests {
         assert!(parse_country("XX").is_err());
     }
 }
+
+/// `Debug` for types that hold plaintext PHI: the type's name only, never a value, so a
+/// `{:?}` in a log line or a panic message cannot leak one.
+#[macro_export]
+macro_rules! redacted_debug {
+    ($($t:ty),* $(,)?) => {
+        $(impl ::std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($t)).finish_non_exhaustive()
+            }
+        })*
+    };
+}
+
+redacted_debug!(Address, EmergencyContact);

@@ -162,7 +162,8 @@ impl Config {
                 .split(',')
                 .filter(|s| !s.trim().is_empty())
                 .map(|s| {
-                    Role::parse(s).ok_or_else(|| invalid("MFA_REQUIRED_ROLES", "unknown role"))
+                    Role::parse(&s.trim().to_ascii_uppercase())
+                        .ok_or_else(|| invalid("MFA_REQUIRED_ROLES", "unknown role"))
                 })
                 .collect::<Result<_, _>>()?,
         };

@@ -40,22 +40,7 @@ pub enum Role {
     Researcher,
 }
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Patient => "PATIENT",
-            Role::Provider => "PROVIDER",
-            Role::Admin => "ADMIN",
-            Role::Researcher => "RESEARCHER",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        [Role::Patient, Role::Provider, Role::Admin, Role::Researcher]
-            .into_iter()
-            .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
-    }
-}
+crate::text_enum!(Role { Patient => "PATIENT", Provider => "PROVIDER", Admin => "ADMIN", Researcher => "RESEARCHER" });
 
 /// Most bytes of a client's user agent that requests and audit rows keep.
 pub const USER_AGENT_MAX: usize = 256;

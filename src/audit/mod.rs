@@ -54,15 +54,7 @@ pub enum Outcome {
     Failure,
 }
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "SUCCESS",
-            Outcome::Denied => "DENIED",
-            Outcome::Failure => "FAILURE",
-        }
-    }
-}
+crate::text_enum!(Outcome { Success => "SUCCESS", Denied => "DENIED", Failure => "FAILURE" });
 
 /// One audited event. Holds identifiers, field names and flags, never PHI values.
 #[derive(Clone, Debug)]

@@ -45,24 +45,6 @@ impl ConsentScope {
         ConsentScope::Messages,
     ];
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConsentScope::DemographicsSharing => "DEMOGRAPHICS_SHARING",
-            ConsentScope::Records => "RECORDS",
-            ConsentScope::Medications => "MEDICATIONS",
-            ConsentScope::Allergies => "ALLERGIES",
-            ConsentScope::Immunizations => "IMMUNIZATIONS",
-            ConsentScope::Documents => "DOCUMENTS",
-            ConsentScope::Messages => "MESSAGES",
-            ConsentScope::Billing => "BILLING",
-            ConsentScope::Research => "RESEARCH",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ConsentScope> {
-        ConsentScope::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
     /// Stored form: sorted, de-duplicated, comma-separated.
     pub fn join(scopes: &[ConsentScope]) -> String {
         let mut v: Vec<_> = scopes.to_vec();
@@ -75,6 +57,18 @@ impl ConsentScope {
         stored.split(',').filter_map(ConsentScope::parse).collect()
     }
 }
+
+crate::text_enum!(ConsentScope {
+    DemographicsSharing => "DEMOGRAPHICS_SHARING",
+    Records => "RECORDS",
+    Medications => "MEDICATIONS",
+    Allergies => "ALLERGIES",
+    Immunizations => "IMMUNIZATIONS",
+    Documents => "DOCUMENTS",
+    Messages => "MESSAGES",
+    Billing => "BILLING",
+    Research => "RESEARCH",
+});
 
 /// Lifecycle of a consent record.
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]

@@ -206,16 +206,8 @@ pub enum GenderIdentity {
     Undisclosed,
 }
 
-macro_rules! enum_str {
-    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
-        impl $t {
-            pub fn as_str(self) -> &'static str { match self { $(<$t>::$v => $s),* } }
-            pub fn parse(s: &str) -> Option<Self> { match s { $($s => Some(<$t>::$v),)* _ => None } }
-        }
-    };
-}
-enum_str!(SexAtBirth { Female => "FEMALE", Male => "MALE", Intersex => "INTERSEX", Unknown => "UNKNOWN", Undisclosed => "UNDISCLOSED" });
-enum_str!(GenderIdentity { Woman => "WOMAN", Man => "MAN", Nonbinary => "NONBINARY", Other => "OTHER", Undisclosed => "UNDISCLOSED" });
+crate::text_enum!(SexAtBirth { Female => "FEMALE", Male => "MALE", Intersex => "INTERSEX", Unknown => "UNKNOWN", Undisclosed => "UNDISCLOSED" });
+crate::text_enum!(GenderIdentity { Woman => "WOMAN", Man => "MAN", Nonbinary => "NONBINARY", Other => "OTHER", Undisclosed => "UNDISCLOSED" });
 
 /// A postal address.
 #[derive(SimpleObject, InputObject, Clone, Default, Serialize, Deserialize, PartialEq)]

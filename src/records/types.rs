@@ -15,38 +15,8 @@ pub enum AllergyStatus {
     Resolved,
 }
 
-impl AllergySeverity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AllergySeverity::Mild => "MILD",
-            AllergySeverity::Moderate => "MODERATE",
-            AllergySeverity::Severe => "SEVERE",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            AllergySeverity::Mild,
-            AllergySeverity::Moderate,
-            AllergySeverity::Severe,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-    }
-}
-
-impl AllergyStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AllergyStatus::Active => "ACTIVE",
-            AllergyStatus::Resolved => "RESOLVED",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        [AllergyStatus::Active, AllergyStatus::Resolved]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
-}
+crate::text_enum!(AllergySeverity { Mild => "MILD", Moderate => "MODERATE", Severe => "SEVERE" });
+crate::text_enum!(AllergyStatus { Active => "ACTIVE", Resolved => "RESOLVED" });
 
 /// Clinical free text: trimmed, 1..=max characters, no control characters.
 pub fn parse_clinical_text(field: &'static str, raw: &str, max: usize) -> AppResult<String> {

@@ -5,7 +5,7 @@ use super::service;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::{ADMIN, RoleGuard};
-use crate::patients::graphql::parse_id;
+use crate::graphql::relay::parse_id;
 use crate::patients::types::parse_reason;
 
 /// A time-limited emergency (break-glass) grant.

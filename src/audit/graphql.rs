@@ -1,16 +1,15 @@
 //! `accessHistory`: who touched a patient's data, and when.
 use async_graphql::{Context, ID, Object, Result, SimpleObject};
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::AuditEvent;
 use crate::access;
-use crate::error::{AppError, AppResult};
+use crate::error::AppError;
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::{PATIENT_DATA_ROLES, RoleGuard};
-use crate::patients::graphql::{PageInfo, parse_id};
+use crate::graphql::relay::{PageInfo, decode_cursor, encode_cursor, page_size, parse_id};
 use entity::audit_log;
 
 /// One access to a patient's data.
@@ -56,19 +55,8 @@ pub struct AccessHistoryConnection {
     pub page_info: PageInfo,
 }
 
-fn encode(seq: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("a1:{seq}"))
-}
-
-fn decode(c: &str) -> AppResult<i64> {
-    let bad = || AppError::validation("after", "is not a cursor returned by this API");
-    let raw = URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
-    std::str::from_utf8(&raw)
-        .ok()
-        .and_then(|s| s.strip_prefix("a1:"))
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(bad)
-}
+/// Access-history cursors: `a1:<seq>`.
+const CURSOR: &str = "a1";
 
 #[derive(Default)]
 pub struct AuditQuery;
@@ -90,21 +78,22 @@ impl AuditQuery {
         let state = ctx.state()?;
         let viewer = ctx.viewer()?;
         let patient_id = parse_id("patientId", &patient_id)?;
-        if !(1..=100).contains(&first) {
-            return Err(AppError::validation("first", "must be between 1 and 100").into());
-        }
-        let after = after.as_deref().map(decode).transpose()?;
+        let first = page_size(first)?;
+        let after = after
+            .as_deref()
+            .map(|c| decode_cursor::<i64>(CURSOR, c))
+            .transpose()?;
         let scope =
             access::owner_or_admin_scope(state, viewer, patient_id, "access_history.read").await?;
         let mut q = audit_log::Entity::find()
             .filter(audit_log::Column::PatientId.eq(patient_id))
             .order_by_desc(audit_log::Column::Seq)
-            .limit(first as u64 + 1);
+            .limit(first + 1);
         if let Some(a) = after {
             q = q.filter(audit_log::Column::Seq.lt(a));
         }
         let mut rows = q.all(&state.db).await.map_err(AppError::from)?;
-        let has_next = rows.len() > first as usize;
+        let has_next = rows.len() as u64 > first;
         rows.truncate(first as usize);
         state
             .audit
@@ -117,7 +106,7 @@ impl AuditQuery {
         let edges: Vec<AccessEntryEdge> = rows
             .into_iter()
             .map(|r| AccessEntryEdge {
-                cursor: encode(r.seq),
+                cursor: encode_cursor(CURSOR, r.seq),
                 node: AccessEntry {
                     reason: reason(&state.keys, &r),
                     occurred_at: r.occurred_at,
@@ -130,12 +119,7 @@ impl AuditQuery {
             })
             .collect();
         Ok(AccessHistoryConnection {
-            page_info: PageInfo {
-                has_next_page: has_next,
-                has_previous_page: after.is_some(),
-                start_cursor: edges.first().map(|e| e.cursor.clone()),
-                end_cursor: edges.last().map(|e| e.cursor.clone()),
-            },
+            page_info: PageInfo::new(edges.iter().map(|e| &e.cursor), has_next, after.is_some()),
             edges,
         })
     }

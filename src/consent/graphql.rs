@@ -8,7 +8,7 @@ use crate::audit::AuditEvent;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::{PATIENT_DATA_ROLES, RoleGuard};
-use crate::patients::graphql::parse_id;
+use crate::graphql::relay::parse_id;
 use entity::consents;
 
 /// A patient's consent for one provider to see some categories of their data.

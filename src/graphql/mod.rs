@@ -8,6 +8,7 @@ pub mod limits;
 pub mod loaders;
 pub mod operation_cache;
 pub mod pipeline;
+pub mod relay;
 pub mod request_errors;
 pub mod ws_session;
 

@@ -3,8 +3,6 @@
 use std::sync::Arc;
 
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
@@ -17,6 +15,7 @@ use crate::crypto::{KeyRing, Slot};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::{ADMIN, PATIENT_DATA_ROLES, RoleGuard, STAFF};
+use crate::graphql::relay::{PageInfo, decode_cursor, encode_cursor, page_size, parse_id};
 use entity::patients;
 
 /// A patient. Demographics are visible to the patient, their care team (or a provider with
@@ -240,25 +239,12 @@ fn read_event(viewer: &Viewer, scope: &PatientScope, fields: &[&str]) -> AuditEv
         .detail_of(&ReadDetail { fields })
 }
 
-pub fn parse_id(field: &'static str, id: &ID) -> AppResult<Uuid> {
-    Uuid::parse_str(id.as_str()).map_err(|_| AppError::validation(field, "must be a UUID"))
-}
-
 /// An edge in a patients connection.
 #[derive(SimpleObject)]
 pub struct PatientEdge {
     /// Opaque cursor.
     pub cursor: String,
     pub node: Patient,
-}
-
-/// Relay-style page information.
-#[derive(SimpleObject)]
-pub struct PageInfo {
-    pub has_next_page: bool,
-    pub has_previous_page: bool,
-    pub start_cursor: Option<String>,
-    pub end_cursor: Option<String>,
 }
 
 /// A page of patients the viewer may see.
@@ -270,18 +256,8 @@ pub struct PatientConnection {
     pub total_count: u64,
 }
 
-pub fn encode_cursor(id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("p1:{id}"))
-}
-
-pub fn decode_cursor(c: &str) -> AppResult<Uuid> {
-    let bad = || AppError::validation("after", "is not a cursor returned by this API");
-    let raw = URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
-    let s = std::str::from_utf8(&raw).map_err(|_| bad())?;
-    s.strip_prefix("p1:")
-        .and_then(|u| Uuid::parse_str(u).ok())
-        .ok_or_else(bad)
-}
+/// Patients' cursors: `p1:<id>`.
+const CURSOR: &str = "p1";
 
 /// Exact-match filters (through blind indexes) for `patients`.
 #[derive(InputObject, Default)]
@@ -331,10 +307,11 @@ impl PatientQuery {
     ) -> Result<PatientConnection> {
         let state = ctx.state()?;
         let viewer = ctx.viewer()?;
-        if !(1..=100).contains(&first) {
-            return Err(AppError::validation("first", "must be between 1 and 100").into());
-        }
-        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let first = page_size(first)?;
+        let after = after
+            .as_deref()
+            .map(|c| decode_cursor::<Uuid>(CURSOR, c))
+            .transpose()?;
         let f = filter.unwrap_or_default();
         let filter = PatientFilter {
             family_name: f.family_name,
@@ -357,7 +334,7 @@ impl PatientQuery {
                     .collect::<Vec<_>>()
             })
             .collect();
-        let page = service::list(state, viewer, &filter, first as u64, after, want_total).await?;
+        let page = service::list(state, viewer, &filter, first, after, want_total).await?;
         let ids: Vec<_> = page.rows.iter().map(|r| r.id).collect();
         access::preload(state, viewer, &ids).await?;
         let mut edges = Vec::with_capacity(page.rows.len());
@@ -375,18 +352,17 @@ impl PatientQuery {
                 events.push(read_event(viewer, &scope, &node_fields));
             }
             edges.push(PatientEdge {
-                cursor: encode_cursor(row.id),
+                cursor: encode_cursor(CURSOR, row.id),
                 node: Patient::new(row, &state.keys, scope, viewer),
             });
         }
         state.audit.record_many(events).await?;
         Ok(PatientConnection {
-            page_info: PageInfo {
-                has_next_page: page.has_next,
-                has_previous_page: after.is_some(),
-                start_cursor: edges.first().map(|e| e.cursor.clone()),
-                end_cursor: edges.last().map(|e| e.cursor.clone()),
-            },
+            page_info: PageInfo::new(
+                edges.iter().map(|e| &e.cursor),
+                page.has_next,
+                after.is_some(),
+            ),
             edges,
             total_count: page.total,
         })

@@ -11,7 +11,7 @@ use crate::error::{AppError, AppResult};
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::{RoleGuard, STAFF};
 use crate::graphql::loaders::AllergiesByPatient;
-use crate::patients::graphql::parse_id;
+use crate::graphql::relay::parse_id;
 use entity::allergies;
 
 /// An allergy or intolerance.

@@ -315,22 +315,10 @@ async fn no_plaintext_phi_at_rest(b: Backend) {
         Backend::Postgres => {
             let url = app.vars["DATABASE_URL"].clone();
             let mut all = Vec::new();
-            for table in [
-                "patients",
-                "users",
-                "allergies",
-                "consents",
-                "emergency_access",
-                "audit_log",
-                "care_team",
-                "providers",
-            ] {
+            // Every table there is, so a new one cannot go unchecked.
+            let psql = |sql: &str| {
                 let out = Command::new("psql")
-                    .args([
-                        url.as_str(),
-                        "-Atc",
-                        &format!("COPY (SELECT * FROM {table}) TO STDOUT"),
-                    ])
+                    .args([url.as_str(), "-Atc", sql])
                     .output()
                     .expect("psql");
                 assert!(
@@ -338,7 +326,19 @@ async fn no_plaintext_phi_at_rest(b: Backend) {
                     "{}",
                     String::from_utf8_lossy(&out.stderr)
                 );
-                all.extend(out.stdout);
+                out.stdout
+            };
+            let tables = String::from_utf8(psql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+            ))
+            .unwrap();
+            let tables: Vec<&str> = tables.lines().filter(|t| !t.is_empty()).collect();
+            assert!(
+                tables.contains(&"patients") && tables.contains(&"audit_log"),
+                "{tables:?}"
+            );
+            for table in tables {
+                all.extend(psql(&format!("COPY (SELECT * FROM \"{table}\") TO STDOUT")));
             }
             assert!(all.len() > 1_000);
             all

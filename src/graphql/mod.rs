@@ -66,6 +66,19 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The limits a server with this configuration applies.
+    pub fn of(cfg: &crate::config::Config) -> Limits {
+        Limits {
+            depth: cfg.query_depth_limit,
+            complexity: cfg.query_complexity_limit,
+            introspection: cfg.introspection,
+            suggestions: !cfg.is_production(),
+            ..Limits::default()
+        }
+    }
+}
+
 /// The schema without state: enough to print the SDL.
 pub fn schema_builder(
     limits: Limits,
@@ -79,12 +92,7 @@ pub fn schema_builder(
     .limit_complexity(limits.complexity)
     .limit_recursive_depth(32)
     .limit_directives(20)
-    .extension(pipeline::Pipeline::new(pipeline::PipelineConfig {
-        capacity: 512,
-        shape: limits.shape,
-        deadline: limits.deadline,
-        suggestions: limits.suggestions,
-    }));
+    .extension(pipeline::Pipeline::new(512, limits));
     if !limits.introspection {
         b = b.disable_introspection();
     }
@@ -112,15 +120,9 @@ fn build_with(
         async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription>,
     ) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription>,
 ) -> AppSchema {
-    let cfg = &state.cfg;
-    let limits = Limits {
-        depth: cfg.query_depth_limit,
-        complexity: cfg.query_complexity_limit,
-        introspection: cfg.introspection,
-        suggestions: !cfg.is_production(),
-        ..Limits::default()
-    };
-    extend(schema_builder(limits)).data(state.clone()).finish()
+    extend(schema_builder(Limits::of(&state.cfg)))
+        .data(state.clone())
+        .finish()
 }
 
 /// The SDL as `caregraph schema` prints it and `schema.graphql` stores it.

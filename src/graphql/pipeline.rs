@@ -10,7 +10,7 @@
 use std::any::TypeId;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextRequest, NextResolve,
@@ -20,34 +20,25 @@ use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResu
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
+use super::Limits;
 use super::context::RequestCtx;
 use super::deny_by_default;
-use super::limits::{self, Refusal, ShapeLimits};
+use super::limits::{self, Refusal};
 use super::operation_cache::{OperationCache, RequestCache};
 use super::request_errors;
 
-/// How the pipeline treats requests.
-#[derive(Clone, Copy, Debug)]
-pub struct PipelineConfig {
-    /// Operations the cache keeps (see [`OperationCache`]).
-    pub capacity: usize,
-    pub shape: ShapeLimits,
-    /// Execution stops at the next field once a request has run this long.
-    pub deadline: Duration,
-    /// "Did you mean …" in request errors, for signed-in callers (never in production).
-    pub suggestions: bool,
-}
-
 pub struct Pipeline {
     cache: OperationCache,
-    cfg: PipelineConfig,
+    cfg: Limits,
 }
 
 impl Pipeline {
-    pub fn new(cfg: PipelineConfig) -> Self {
+    /// `capacity`: operations the cache keeps (see [`OperationCache`]); the schema's limits
+    /// give the shape bounds, the deadline and whether suggestions may be shown.
+    pub fn new(capacity: usize, limits: Limits) -> Self {
         Pipeline {
-            cache: OperationCache::new(cfg.capacity),
-            cfg,
+            cache: OperationCache::new(capacity),
+            cfg: limits,
         }
     }
 }
@@ -66,7 +57,7 @@ impl ExtensionFactory for Pipeline {
 
 struct PipelineExt {
     cache: RequestCache,
-    cfg: PipelineConfig,
+    cfg: Limits,
     deadline: OnceLock<Instant>,
     /// Decided once the request's viewer is known; read when its errors are cleaned up.
     suggestions: Arc<OnceLock<bool>>,

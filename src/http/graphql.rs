@@ -30,10 +30,8 @@ fn meta(headers: &HeaderMap, peer: SocketAddr, trusted: &[IpAddr]) -> RequestMet
             client_ip(peer.ip(), text("x-forwarded-for"), trusted).to_string(),
         )),
         user_agent: text("user-agent").map(|u| Arc::from(clip(u, USER_AGENT_MAX))),
-        // The middleware has already replaced a malformed id; this keeps the promise local.
-        request_id: text("x-request-id")
-            .filter(|id| super::well_formed_request_id(id.as_bytes()))
-            .map(Arc::from),
+        // Well-formed: the middleware replaced any other (`http::drop_malformed_request_id`).
+        request_id: text("x-request-id").map(Arc::from),
     }
 }
 

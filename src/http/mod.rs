@@ -35,7 +35,7 @@ pub fn router(app: AppState) -> Router {
     let state = Arc::new(Shared {
         schema: crate::graphql::build(&app),
         ws_schema: crate::graphql::build_ws(&app),
-        shape: crate::graphql::Limits::default().shape,
+        shape: crate::graphql::Limits::of(&app.cfg).shape,
         app,
     });
     let max_body = state.app.cfg.max_body_bytes;
@@ -136,7 +136,7 @@ fn drop_malformed_request_id<B>(mut req: axum::http::Request<B>) -> axum::http::
     req
 }
 
-pub fn well_formed_request_id(id: &[u8]) -> bool {
+fn well_formed_request_id(id: &[u8]) -> bool {
     !id.is_empty()
         && id.len() <= REQUEST_ID_MAX
         && id

@@ -380,21 +380,7 @@ async fn break_glass_is_time_limited_audited_and_flagged(b: Backend) {
     let total = "{ patients(first: 10) { totalCount } }";
     let r = app.gql(Some(&doc2), total, json!({})).await;
     assert_eq!(r["data"]["patients"]["totalCount"], 1, "{r}");
-    {
-        use sea_orm::{ConnectionTrait, Statement};
-        let db = &app.state.db;
-        let past = chrono::Utc::now() - chrono::Duration::minutes(1);
-        db.execute(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            match app.backend {
-                Backend::Postgres => "UPDATE emergency_access SET expires_at = $1",
-                Backend::Sqlite => "UPDATE emergency_access SET expires_at = ?",
-            },
-            [past.into()],
-        ))
-        .await
-        .unwrap();
-    }
+    app.expire_emergency_access().await;
     assert_eq!(
         code(&app.gql(Some(&doc2), READ, json!({ "id": pid })).await),
         Some("NOT_FOUND")

@@ -211,6 +211,23 @@ impl TestApp {
         self.me(&t).await["providerId"].as_str().unwrap().to_owned()
     }
 
+    /// Every break-glass grant ends a minute ago.
+    pub async fn expire_emergency_access(&self) {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = &self.state.db;
+        let past = chrono::Utc::now() - chrono::Duration::minutes(1);
+        db.execute(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            match self.backend {
+                Backend::Postgres => "UPDATE emergency_access SET expires_at = $1",
+                Backend::Sqlite => "UPDATE emergency_access SET expires_at = ?",
+            },
+            [past.into()],
+        ))
+        .await
+        .unwrap();
+    }
+
     /// Number of audit rows matching a WHERE clause.
     pub async fn audit_count(&self, where_clause: &str) -> i64 {
         use sea_orm::{ConnectionTrait, Statement};

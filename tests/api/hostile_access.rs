@@ -196,21 +196,7 @@ async fn reopening_live_break_glass_is_conflict(b: Backend) {
         1
     );
     // Once the grant has expired, a new one may be opened.
-    {
-        use sea_orm::{ConnectionTrait, Statement};
-        let db = &app.state.db;
-        let past = chrono::Utc::now() - chrono::Duration::minutes(1);
-        db.execute(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            match app.backend {
-                Backend::Postgres => "UPDATE emergency_access SET expires_at = $1",
-                Backend::Sqlite => "UPDATE emergency_access SET expires_at = ?",
-            },
-            [past.into()],
-        ))
-        .await
-        .unwrap();
-    }
+    app.expire_emergency_access().await;
     let r = app
         .gql(Some(&doc2), OPEN, json!({ "id": pid, "r": REASON }))
         .await;

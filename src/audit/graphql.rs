@@ -66,7 +66,7 @@ impl AuditQuery {
     /// Who accessed this patient's data, newest first (the patient, or ADMIN).
     #[graphql(
         guard = "RoleGuard(PATIENT_DATA_ROLES)",
-        complexity = "1 + first.clamp(1, 100) as usize * child_complexity"
+        complexity = "1 + first.clamp(1, crate::graphql::relay::MAX_FIRST) as usize * child_complexity"
     )]
     async fn access_history(
         &self,

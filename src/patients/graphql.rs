@@ -296,7 +296,7 @@ impl PatientQuery {
     #[graphql(
         guard = "RoleGuard(PATIENT_DATA_ROLES)",
         // A page costs what one patient's selection costs, `first` times.
-        complexity = "1 + first.clamp(1, 100) as usize * child_complexity"
+        complexity = "1 + first.clamp(1, crate::graphql::relay::MAX_FIRST) as usize * child_complexity"
     )]
     async fn patients(
         &self,

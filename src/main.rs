@@ -6,7 +6,7 @@ use clap::Parser;
 use caregraph::cli::{AuditCommand, Cli, Command, KeysCommand};
 use caregraph::config::Config;
 use caregraph::crypto::{KeyFile, KeySource, write_private};
-use caregraph::{audit, graphql, seed, startup, telemetry};
+use caregraph::{audit, schema, seed, startup, telemetry};
 
 /// mimalloc: the request path allocates many small, short-lived objects, and glibc's
 /// malloc spent close to a fifth of the server's CPU on them (perf, bench/README.md).
@@ -29,7 +29,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     // Commands that need no configuration.
     match &cli.command {
         Some(Command::Schema) => {
-            print!("{}", graphql::sdl());
+            print!("{}", schema::sdl());
             return Ok(ExitCode::SUCCESS);
         }
         Some(Command::Keys {

@@ -10,9 +10,11 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::audit::AuditLog;
-use crate::auth::password::Passwords;
-use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
+use crate::credentials::password::Passwords;
+use crate::credentials::tokens::TokenKeys;
+use crate::db::stats::SqlStats;
+use crate::patients::reads::ProviderReads;
 use crate::state::AppState;
 use crate::stores::Stores;
 
@@ -106,7 +108,7 @@ pub async fn connect_stores(cfg: &Config) -> Result<Stores, StartupError> {
 pub async fn build_state(cfg: Config) -> Result<AppState, StartupError> {
     let mut db = connect_db(&cfg).await?;
     migrate(&db).await?;
-    let sql = Arc::new(crate::state::SqlStats::default());
+    let sql = Arc::new(SqlStats::default());
     let observed = sql.clone();
     db.set_metric_callback(move |info| observed.observe(&info.statement.sql));
     let stores = connect_stores(&cfg).await?;
@@ -119,12 +121,14 @@ pub async fn build_state(cfg: Config) -> Result<AppState, StartupError> {
     let passwords = Passwords::new(cfg.hash_params, cfg.hash_lanes)
         .map_err(|_| StartupError::Setup("invalid password hash parameters".into()))?;
     let audit = AuditLog::start(db.clone(), sql.clone(), cfg.audit_queue);
-    let reads = crate::patients::reads::ProviderReads::start(
+    // The domains' services, which they fetch with `AppState::service`.
+    let mut services = axum::http::Extensions::new();
+    services.insert(ProviderReads::start(
         db.clone(),
         sql.clone(),
         cfg.db_pool_size,
         cfg.audit_queue,
-    );
+    ));
     Ok(AppState {
         cfg: Arc::new(cfg),
         db,
@@ -133,7 +137,7 @@ pub async fn build_state(cfg: Config) -> Result<AppState, StartupError> {
         passwords,
         stores,
         audit,
-        reads,
+        services: Arc::new(services),
         sql,
     })
 }

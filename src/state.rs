@@ -1,14 +1,19 @@
-//! Everything a request handler needs, built once at start-up.
+//! Everything a request handler needs, built once at start-up: infrastructure, plus a typed
+//! slot for the domains' own long-lived services, which the composition root (`startup`)
+//! fills and the domains fetch back by type.
 use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
 use crate::audit::AuditLog;
-use crate::auth::password::Passwords;
-use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
+use crate::credentials::password::Passwords;
+use crate::credentials::tokens::TokenKeys;
 use crate::crypto::KeyRing;
+use crate::error::{AppError, AppResult};
 use crate::stores::Stores;
+
+pub use crate::db::stats::SqlStats;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -19,35 +24,21 @@ pub struct AppState {
     pub passwords: Passwords,
     pub stores: Stores,
     pub audit: AuditLog,
-    /// Providers' patient reads, coalesced across requests.
-    pub reads: crate::patients::reads::ProviderReads,
+    /// Domain services by type (e.g. providers' coalesced patient reads), inserted once by
+    /// `startup`; see [`AppState::service`].
+    pub services: Arc<axum::http::Extensions>,
     pub sql: Arc<SqlStats>,
 }
 
-/// Statements sent to the database, split into audit-log writes and everything else.
-#[derive(Debug, Default)]
-pub struct SqlStats {
-    pub data: std::sync::atomic::AtomicU64,
-    pub audit: std::sync::atomic::AtomicU64,
-}
-
-impl SqlStats {
-    /// Count one executed statement (called by sea-orm's metric hook).
-    pub fn observe(&self, sql: &str) {
-        use std::sync::atomic::Ordering::Relaxed;
-        // The statement text holds placeholders only, never bound values.
-        tracing::trace!(target: "caregraph::sql", %sql);
-        // `audit_log` and `audit_head`.
-        if sql.contains("audit_") {
-            self.audit.fetch_add(1, Relaxed);
-        } else {
-            self.data.fetch_add(1, Relaxed);
-        }
-    }
-
-    /// (data, audit) statements so far.
-    pub fn snapshot(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        (self.data.load(Relaxed), self.audit.load(Relaxed))
+impl AppState {
+    /// The domain service of type `T`; INTERNAL if start-up did not provide one.
+    pub fn service<T: Clone + Send + Sync + 'static>(&self) -> AppResult<&T> {
+        self.services.get::<T>().ok_or_else(|| {
+            tracing::error!(
+                service = std::any::type_name::<T>(),
+                "domain service missing from AppState"
+            );
+            AppError::internal_msg("a domain service is missing from AppState")
+        })
     }
 }

@@ -6,7 +6,7 @@ use crate::error::AppError;
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::{ADMIN, RoleGuard};
 use crate::graphql::relay::parse_id;
-use crate::patients::types::parse_reason;
+use crate::input::parse_reason;
 
 /// A time-limited emergency (break-glass) grant.
 #[derive(SimpleObject)]

@@ -9,103 +9,29 @@
 //! at all (NOT_FOUND otherwise, archived patients included), then role, care team and
 //! break-glass, and consent last. Writes to demographics and clinical data need a
 //! [`WriteScope`], which no break-glass grant yields: emergency access is read-only by type.
+mod consent_scope;
 pub mod graphql;
+pub mod history;
 pub mod service;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use async_graphql::Enum;
 use chrono::Utc;
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QuerySelect,
 };
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::audit::{AuditEvent, Outcome};
-use crate::consent::types::ConsentScope;
+pub use crate::identity::{RequestMeta, Role, USER_AGENT_MAX, Viewer, clip};
+pub use consent_scope::ConsentScope;
+
+use crate::audit::{AuditEvent, Outcome, PatientGrant};
 use crate::error::{AppError, AppResult};
+use crate::identity::Standing;
 use crate::state::AppState;
 use entity::{care_team, consents, emergency_access, patients};
-
-/// What a signed-in user is.
-#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Role {
-    Patient,
-    Provider,
-    Admin,
-    Researcher,
-}
-
-crate::text_enum!(Role { Patient => "PATIENT", Provider => "PROVIDER", Admin => "ADMIN", Researcher => "RESEARCHER" });
-
-/// Most bytes of a client's user agent that requests and audit rows keep.
-pub const USER_AGENT_MAX: usize = 256;
-
-/// At most `max` bytes of `s`, cut at a character boundary.
-pub fn clip(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-/// Where a request came from; copied into every audit row.
-#[derive(Clone, Debug, Default)]
-pub struct RequestMeta {
-    pub ip: Option<Arc<str>>,
-    pub user_agent: Option<Arc<str>>,
-    pub request_id: Option<Arc<str>>,
-}
-
-/// Who is asking. Built once per request from the access token and the session store; the
-/// only thing resolvers consult about identity.
-#[derive(Clone, Debug)]
-pub struct Viewer {
-    pub user_id: Uuid,
-    pub role: Role,
-    pub patient_id: Option<Uuid>,
-    pub provider_id: Option<Uuid>,
-    pub session_id: String,
-    pub mfa_enrolled: bool,
-    /// MFA is required for this role and not yet enrolled: only enrolment is allowed.
-    pub restricted: bool,
-    pub meta: RequestMeta,
-    relationships: Arc<Mutex<HashMap<Uuid, Relationship>>>,
-}
-
-impl Viewer {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        user_id: Uuid,
-        role: Role,
-        patient_id: Option<Uuid>,
-        provider_id: Option<Uuid>,
-        session_id: String,
-        mfa_enrolled: bool,
-        restricted: bool,
-        meta: RequestMeta,
-    ) -> Self {
-        Viewer {
-            user_id,
-            role,
-            patient_id,
-            provider_id,
-            session_id,
-            mfa_enrolled,
-            restricted,
-            meta,
-            relationships: Arc::default(),
-        }
-    }
-}
 
 /// Proof that the viewer may touch this patient's data for this purpose. Only this module
 /// constructs it. Break-glass yields one (flagged) for reads; changes to demographics and
@@ -122,6 +48,15 @@ impl PatientScope {
     }
     /// Access rests on an emergency (break-glass) grant; audit rows are flagged.
     pub fn break_glass(&self) -> bool {
+        self.break_glass
+    }
+}
+
+impl PatientGrant for PatientScope {
+    fn patient_id(&self) -> Uuid {
+        self.patient_id
+    }
+    fn break_glass(&self) -> bool {
         self.break_glass
     }
 }
@@ -186,6 +121,15 @@ impl<P: WritePurpose> WriteScope<P> {
     }
 }
 
+impl<P: WritePurpose> PatientGrant for WriteScope<P> {
+    fn patient_id(&self) -> Uuid {
+        self.scope.patient_id
+    }
+    fn break_glass(&self) -> bool {
+        self.scope.break_glass
+    }
+}
+
 /// The viewer's standing towards one patient, loaded once per request.
 #[derive(Clone, Debug, Default)]
 struct Relationship {
@@ -202,6 +146,36 @@ struct Relationship {
 impl Relationship {
     fn consents_to(&self, scope: ConsentScope) -> bool {
         self.care_team && self.scopes.as_ref().is_some_and(|s| s.contains(&scope))
+    }
+}
+
+/// The per-request cache on the [`Viewer`] holds plain [`Standing`] values; consent scopes
+/// travel as a bitset (`ConsentScope::bits`).
+impl From<Standing> for Relationship {
+    fn from(s: Standing) -> Self {
+        Relationship {
+            visible: s.visible,
+            care_team: s.care_team,
+            emergency: s.emergency,
+            scopes: s.consents.map(ConsentScope::from_bits),
+        }
+    }
+}
+
+impl From<&Relationship> for Standing {
+    fn from(r: &Relationship) -> Self {
+        Standing {
+            visible: r.visible,
+            care_team: r.care_team,
+            emergency: r.emergency,
+            consents: r.scopes.as_deref().map(ConsentScope::bits),
+        }
+    }
+}
+
+impl From<Relationship> for Standing {
+    fn from(r: Relationship) -> Self {
+        Standing::from(&r)
     }
 }
 
@@ -534,7 +508,10 @@ async fn relationship(
     patient_id: Uuid,
     need_scopes: bool,
 ) -> AppResult<Relationship> {
-    let cached = lock(&viewer.relationships).get(&patient_id).cloned();
+    let cached = lock(&viewer.standing)
+        .get(&patient_id)
+        .copied()
+        .map(Relationship::from);
     let rel = match cached {
         // Consent scopes matter only to a care-team provider.
         Some(r) if !(need_scopes && r.care_team && r.scopes.is_none()) => return Ok(r),
@@ -567,7 +544,7 @@ async fn relationship(
             _ => Relationship::default(),
         },
     };
-    lock(&viewer.relationships).insert(patient_id, rel.clone());
+    lock(&viewer.standing).insert(patient_id, Standing::from(&rel));
     Ok(rel)
 }
 
@@ -594,14 +571,15 @@ async fn patient_exists(
 /// check that follows needs no query of its own.
 pub fn remember(viewer: &Viewer, row: &patients::Model, care_team: bool, emergency: bool) {
     let visible = row.archived_at.is_none() && (care_team || emergency);
-    lock(&viewer.relationships)
-        .entry(row.id)
-        .or_insert(Relationship {
+    lock(&viewer.standing).entry(row.id).or_insert(
+        Relationship {
             visible,
             care_team: care_team && visible,
             emergency: emergency && visible,
             scopes: None,
-        });
+        }
+        .into(),
+    );
 }
 
 /// Record, for the patient themself or an ADMIN, that `row` was loaded: for them the row
@@ -614,12 +592,13 @@ pub fn remember_row(viewer: &Viewer, row: &patients::Model) {
         Role::Patient => viewer.patient_id == Some(row.id) && row.archived_at.is_none(),
         Role::Provider | Role::Researcher => return,
     };
-    lock(&viewer.relationships)
-        .entry(row.id)
-        .or_insert(Relationship {
+    lock(&viewer.standing).entry(row.id).or_insert(
+        Relationship {
             visible,
             ..Relationship::default()
-        });
+        }
+        .into(),
+    );
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -633,7 +612,7 @@ pub async fn preload(state: &AppState, viewer: &Viewer, patient_ids: &[Uuid]) ->
         return Ok(());
     };
     let missing: Vec<Uuid> = {
-        let cache = lock(&viewer.relationships);
+        let cache = lock(&viewer.standing);
         patient_ids
             .iter()
             .copied()
@@ -644,7 +623,7 @@ pub async fn preload(state: &AppState, viewer: &Viewer, patient_ids: &[Uuid]) ->
         return Ok(());
     }
     let loaded = load_relationships(&state.db, provider, &missing, true).await?;
-    lock(&viewer.relationships).extend(loaded);
+    lock(&viewer.standing).extend(loaded.into_iter().map(|(id, r)| (id, r.into())));
     Ok(())
 }
 
@@ -739,18 +718,4 @@ async fn load_scopes(
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod clip_tests {
-    use super::clip;
-
-    #[test]
-    fn clip_cuts_at_a_character_boundary() {
-        assert_eq!(clip("abc", 5), "abc");
-        assert_eq!(clip("abcdef", 3), "abc");
-        // "é" is two bytes: a cut through it falls back to before it.
-        assert_eq!(clip("aé", 2), "a");
-        assert_eq!(clip("aé", 3), "aé");
-    }
 }

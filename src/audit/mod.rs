@@ -8,7 +8,6 @@
 //! audit row is not durable. Every write transaction takes the head-row lock once, first;
 //! on PostgreSQL the writer instead appends each batch in one statement that moves the head
 //! only from the tip it expects (compare-and-set), falling back to the lock after lost races.
-pub mod graphql;
 mod security;
 mod verify;
 
@@ -41,11 +40,19 @@ use uuid::Uuid;
 
 use std::sync::Arc;
 
-use crate::access::Viewer;
+use crate::db::held::HeldConnection;
+use crate::db::stats::SqlStats;
 use crate::error::{AppError, AppResult};
-use crate::held::HeldConnection;
-use crate::state::SqlStats;
+use crate::identity::{RequestMeta, USER_AGENT_MAX, Viewer, clip};
 use entity::{audit_head, audit_log};
+
+/// A grant of access to one patient's data, as audit rows record it: which patient, and
+/// whether the access rests on an emergency (break-glass) grant. `access`'s scopes are the
+/// grants; the audit log only reads these two values off them.
+pub trait PatientGrant {
+    fn patient_id(&self) -> Uuid;
+    fn break_glass(&self) -> bool;
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -102,7 +109,7 @@ impl AuditEvent {
         e
     }
 
-    pub fn meta(mut self, meta: &crate::access::RequestMeta) -> Self {
+    pub fn meta(mut self, meta: &RequestMeta) -> Self {
         self.ip = meta.ip.clone();
         self.user_agent = meta.user_agent.clone();
         self.request_id = meta.request_id.clone();
@@ -141,7 +148,7 @@ impl AuditEvent {
         self.break_glass = b;
         self
     }
-    pub fn scope(self, scope: &crate::access::PatientScope) -> Self {
+    pub fn scope(self, scope: &impl PatientGrant) -> Self {
         self.patient(scope.patient_id())
             .break_glass(scope.break_glass())
     }
@@ -297,9 +304,7 @@ impl Chained {
 
 /// The user agent as a row keeps it.
 fn user_agent(ev: &AuditEvent) -> Option<&str> {
-    ev.user_agent
-        .as_deref()
-        .map(|ua| crate::access::clip(ua, crate::access::USER_AGENT_MAX))
+    ev.user_agent.as_deref().map(|ua| clip(ua, USER_AGENT_MAX))
 }
 
 /// Chain `events` onto `head` and move `head` to the new tip.

@@ -1,5 +1,4 @@
-//! Sign-in, sessions, tokens and MFA.
+//! Sign-in, sessions, tokens and MFA. The hashing pool and signing keys they use are
+//! `crate::credentials`.
 pub mod graphql;
-pub mod password;
 pub mod service;
-pub mod tokens;

@@ -7,9 +7,9 @@ use secrecy::SecretString;
 use totp_rs::{Algorithm, Secret, TOTP};
 use uuid::Uuid;
 
-use super::tokens::{random_token, token_hash};
 use crate::access::{RequestMeta, Role, Viewer};
 use crate::audit::{AuditEvent, Outcome, WriteTxn};
+use crate::credentials::tokens::{random_token, token_hash};
 use crate::crypto::Slot;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;

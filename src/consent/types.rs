@@ -1,74 +1,8 @@
 //! Consent scopes and status.
 use async_graphql::Enum;
-use serde::{Deserialize, Serialize};
 
-/// A category of a patient's information that a consent can cover.
-#[derive(
-    Enum, Copy, Clone, Debug, Eq, PartialEq, Hash, Serialize, Deserialize, PartialOrd, Ord,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ConsentScope {
-    /// Sharing demographics beyond the care team's need (exports, third parties).
-    DemographicsSharing,
-    /// Medical records and notes.
-    Records,
-    Medications,
-    Allergies,
-    Immunizations,
-    Documents,
-    Messages,
-    Billing,
-    /// Use of de-identified data in research extracts.
-    Research,
-}
-
-impl ConsentScope {
-    pub const ALL: [ConsentScope; 9] = [
-        ConsentScope::DemographicsSharing,
-        ConsentScope::Records,
-        ConsentScope::Medications,
-        ConsentScope::Allergies,
-        ConsentScope::Immunizations,
-        ConsentScope::Documents,
-        ConsentScope::Messages,
-        ConsentScope::Billing,
-        ConsentScope::Research,
-    ];
-
-    /// Clinical categories: what a care-team provider needs consent for.
-    pub const CLINICAL: [ConsentScope; 6] = [
-        ConsentScope::Records,
-        ConsentScope::Medications,
-        ConsentScope::Allergies,
-        ConsentScope::Immunizations,
-        ConsentScope::Documents,
-        ConsentScope::Messages,
-    ];
-
-    /// Stored form: sorted, de-duplicated, comma-separated.
-    pub fn join(scopes: &[ConsentScope]) -> String {
-        let mut v: Vec<_> = scopes.to_vec();
-        v.sort();
-        v.dedup();
-        v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
-    }
-
-    pub fn split(stored: &str) -> Vec<ConsentScope> {
-        stored.split(',').filter_map(ConsentScope::parse).collect()
-    }
-}
-
-crate::text_enum!(ConsentScope {
-    DemographicsSharing => "DEMOGRAPHICS_SHARING",
-    Records => "RECORDS",
-    Medications => "MEDICATIONS",
-    Allergies => "ALLERGIES",
-    Immunizations => "IMMUNIZATIONS",
-    Documents => "DOCUMENTS",
-    Messages => "MESSAGES",
-    Billing => "BILLING",
-    Research => "RESEARCH",
-});
+/// The categories a consent covers: `access`'s vocabulary, named here too.
+pub use crate::access::ConsentScope;
 
 /// Lifecycle of a consent record.
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
@@ -77,23 +11,4 @@ pub enum ConsentStatus {
     Withdrawn,
     /// Past its `expiresAt`.
     Expired,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scopes_round_trip_sorted() {
-        let s = ConsentScope::join(&[
-            ConsentScope::Records,
-            ConsentScope::Allergies,
-            ConsentScope::Records,
-        ]);
-        assert_eq!(s, "RECORDS,ALLERGIES");
-        assert_eq!(
-            ConsentScope::split(&s),
-            vec![ConsentScope::Records, ConsentScope::Allergies]
-        );
-    }
 }

@@ -1,9 +1,19 @@
-//! FHIR R4 representations of Caregraph resources.
+//! FHIR R4 representations of Caregraph resources. Pure mapping: callers fill the plain
+//! input structs below from their own (decrypted) types.
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::patients::types::Address;
+/// A postal address, as a FHIR `Address` is built from it.
+#[derive(Clone, Copy, Default)]
+pub struct Address<'a> {
+    pub line1: Option<&'a str>,
+    pub line2: Option<&'a str>,
+    pub city: Option<&'a str>,
+    pub state_province: Option<&'a str>,
+    pub postal_code: Option<&'a str>,
+    pub country: Option<&'a str>,
+}
 
 /// Decrypted demographics a FHIR `Patient` is built from.
 pub struct PatientFields<'a> {
@@ -16,7 +26,7 @@ pub struct PatientFields<'a> {
     pub sex_at_birth: &'a str,
     pub email: Option<String>,
     pub phone: Option<String>,
-    pub address: Option<Address>,
+    pub address: Option<Address<'a>>,
     pub preferred_language: Option<String>,
     pub active: bool,
     pub version: i32,
@@ -64,7 +74,7 @@ pub fn patient_resource(p: &PatientFields<'_>) -> Value {
         r["telecom"] = Value::Array(telecom);
     }
     if let Some(a) = &p.address {
-        let lines: Vec<&String> = a.line1.iter().chain(a.line2.iter()).collect();
+        let lines: Vec<&str> = a.line1.iter().chain(a.line2.iter()).copied().collect();
         r["address"] = json!([{
             "line": lines,
             "city": a.city,

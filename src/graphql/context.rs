@@ -1,8 +1,8 @@
 //! What resolvers may ask of the request context.
 use async_graphql::Context;
 
-use crate::access::{RequestMeta, Viewer};
 use crate::error::{AppError, AppResult};
+use crate::identity::{RequestMeta, Viewer};
 use crate::state::AppState;
 
 /// Per-request data, inserted by the HTTP and websocket handlers.

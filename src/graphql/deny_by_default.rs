@@ -79,7 +79,7 @@ mod tests {
     /// is no longer listed), and this test says which name went stale.
     #[test]
     fn listed_fields_exist_at_the_roots() {
-        let doc = async_graphql::parser::parse_schema(crate::graphql::sdl()).unwrap();
+        let doc = async_graphql::parser::parse_schema(crate::schema::sdl()).unwrap();
         let mut roots = Vec::new();
         for def in doc.definitions {
             if let TypeSystemDefinition::Type(t) = def

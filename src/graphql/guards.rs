@@ -2,9 +2,9 @@
 use async_graphql::{Context, Guard, Result};
 
 use super::context::ContextExt;
-use crate::access::Role;
 use crate::audit::{AuditEvent, Outcome};
 use crate::error::AppError;
+use crate::identity::Role;
 
 /// Allows the listed roles; everyone else gets FORBIDDEN (audited).
 pub struct RoleGuard(pub &'static [Role]);

@@ -362,7 +362,7 @@ mod tests {
                 .spawn(move || {
                     let doc = async_graphql::parser::parse_query(&q).unwrap();
                     check_document(&doc, &lim()).unwrap();
-                    let schema = crate::graphql::schema_builder(Default::default()).finish();
+                    let schema = crate::schema::schema_builder(Default::default()).finish();
                     let resp = futures_util::FutureExt::now_or_never(schema.execute(q.as_str()));
                     assert!(resp.is_some_and(|r| !r.errors.is_empty()));
                 })

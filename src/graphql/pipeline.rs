@@ -140,7 +140,8 @@ impl Extension for PipelineExt {
 mod tests {
     use std::time::Duration;
 
-    use crate::graphql::{Limits, schema_builder};
+    use crate::graphql::Limits;
+    use crate::schema::schema_builder;
 
     #[tokio::test]
     async fn fields_past_the_deadline_are_not_resolved() {
@@ -168,8 +169,8 @@ mod tests {
     }
 
     async fn suggestion_for(limits: Limits, signed_in: bool) -> String {
-        use crate::access::{RequestMeta, Role, Viewer};
         use crate::graphql::context::RequestCtx;
+        use crate::identity::{RequestMeta, Role, Viewer};
         let schema = schema_builder(limits).finish();
         let viewer = signed_in.then(|| {
             let id = uuid::Uuid::new_v4();

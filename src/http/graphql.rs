@@ -15,11 +15,11 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 
 use super::HttpState;
-use crate::access::{RequestMeta, USER_AGENT_MAX, clip};
+use super::ws_session::WsSession;
 use crate::auth::service::resolve_viewer;
 use crate::graphql::context::RequestCtx;
 use crate::graphql::limits::{self, ShapeLimits};
-use crate::graphql::ws_session::WsSession;
+use crate::identity::{RequestMeta, USER_AGENT_MAX, clip};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
@@ -131,7 +131,7 @@ async fn execute(
     };
     let req = req
         .data(RequestCtx { viewer, meta })
-        .data(crate::graphql::request_loaders(&s.app));
+        .data(crate::schema::request_loaders(&s.app));
     respond(s.schema.execute(req).await, graphql_json)
 }
 
@@ -348,7 +348,7 @@ pub async fn ws_handler(
             GraphQLWebSocket::new_with_pair(sink, replayed, s.ws_schema.clone(), protocol)
                 .on_connection_init(move |_payload| async move {
                     // Only the token stays on the socket; each operation resolves the viewer
-                    // afresh (graphql::ws_session).
+                    // afresh (http::ws_session).
                     let mut data = Data::default();
                     data.insert(WsSession { token, meta });
                     Ok(data)

@@ -2,6 +2,7 @@
 pub mod console;
 pub mod graphql;
 pub mod health;
+pub mod ws_session;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tower_http::request_id::{
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::graphql::AppSchema;
+use crate::schema::AppSchema;
 use crate::state::AppState;
 
 /// What the HTTP handlers share: behind one `Arc`, so handing it to a request is a single
@@ -33,8 +34,8 @@ pub struct Shared {
 
 pub fn router(app: AppState) -> Router {
     let state = Arc::new(Shared {
-        schema: crate::graphql::build(&app),
-        ws_schema: crate::graphql::build_ws(&app),
+        schema: crate::schema::build(&app),
+        ws_schema: ws_session::build_ws(&app),
         shape: crate::graphql::Limits::of(&app.cfg).shape,
         app,
     });

@@ -184,6 +184,7 @@ impl Patient {
     }
     /// The patient as a FHIR R4 `Patient` resource.
     async fn fhir(&self) -> Result<async_graphql::Json<serde_json::Value>> {
+        let address: Option<Address> = self.open_json("address", &self.row.address_enc)?;
         let f = crate::fhir::PatientFields {
             id: self.row.id,
             mrn: self.open("mrn", &self.row.mrn_enc)?,
@@ -194,7 +195,14 @@ impl Patient {
             sex_at_birth: &self.row.sex_at_birth,
             email: self.open_opt("email", &self.row.email_enc)?,
             phone: self.open_opt("phone", &self.row.phone_enc)?,
-            address: self.open_json("address", &self.row.address_enc)?,
+            address: address.as_ref().map(|a| crate::fhir::Address {
+                line1: a.line1.as_deref(),
+                line2: a.line2.as_deref(),
+                city: a.city.as_deref(),
+                state_province: a.state_province.as_deref(),
+                postal_code: a.postal_code.as_deref(),
+                country: a.country.as_deref(),
+            }),
             preferred_language: self.row.preferred_language.clone(),
             active: self.row.archived_at.is_none(),
             version: self.row.version,

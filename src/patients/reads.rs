@@ -6,8 +6,9 @@
 //! per-statement executor start-up rather than to the lookups themselves; on SQLite, each
 //! statement is a hand-off to the connection's thread and back. Here concurrent reads queue
 //! up for the reader tasks ([`IN_FLIGHT`], now one), each holding a connection of its own
-//! (`crate::held`: no release check), and the next free reader sends whatever has queued as
-//! one statement ((patient, provider) pairs joined to `patients`). An idle server answers a
+//! (`crate::db::held`: no release check), and the next free reader sends whatever has queued
+//! as one statement ((patient, provider) pairs joined to `patients`; the queue and readers
+//! are `crate::db::coalesce`'s). An idle server answers a
 //! lone read at once, as its own batch of one; under load the batches grow by themselves
 //! while earlier ones are in flight. Each pair carries its own provider, so the care-team
 //! and emergency-access facts are decided per request, by `access::provider_standing`, the
@@ -16,12 +17,12 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, DbBackend, Statement};
-use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::db::coalesce::{Batch, Coalesced};
+use crate::db::held::HeldConnection;
+use crate::db::stats::SqlStats;
 use crate::error::{AppError, AppResult};
-use crate::held::HeldConnection;
-use crate::state::SqlStats;
 use entity::patients;
 
 /// A patient row with the provider's standing towards it.
@@ -31,19 +32,19 @@ pub struct ProviderRead {
     pub emergency: bool,
 }
 
-type Reply = oneshot::Sender<AppResult<Option<ProviderRead>>>;
-
 struct Job {
     provider: Uuid,
     patient: Uuid,
-    reply: Reply,
 }
 
 /// Handle to the coalescing task.
 #[derive(Clone)]
 pub struct ProviderReads {
-    tx: mpsc::Sender<Job>,
+    readers: Coalesced<PatientBatch>,
 }
+
+/// The batched read: [`Job`]s in, the row (if visible at all) with the standing out.
+struct PatientBatch;
 
 /// Most reads one statement carries.
 const MAX_BATCH: usize = 256;
@@ -67,52 +68,40 @@ impl ProviderReads {
         pool_size: u32,
         capacity: usize,
     ) -> ProviderReads {
-        let (tx, rx) = mpsc::channel(capacity);
-        let rx = Arc::new(Mutex::new(rx));
         let readers = (pool_size as usize / 4).clamp(1, IN_FLIGHT);
-        for _ in 0..readers {
-            let conn = HeldConnection::new(db.clone(), sql.clone());
-            tokio::spawn(reader(conn, rx.clone()));
+        ProviderReads {
+            readers: Coalesced::start(PatientBatch, db, sql, readers, capacity),
         }
-        ProviderReads { tx }
     }
 
     /// The patient row if it exists and is not archived, with the provider's standing.
     pub async fn read(&self, provider: Uuid, patient: Uuid) -> AppResult<Option<ProviderRead>> {
-        let (reply, wait) = oneshot::channel();
-        self.tx
-            .send(Job {
-                provider,
-                patient,
-                reply,
-            })
-            .await
-            .map_err(|_| AppError::internal_msg("patient reader has stopped"))?;
-        wait.await
-            .map_err(|_| AppError::internal_msg("patient read was dropped"))?
+        self.readers.call(Job { provider, patient }).await
     }
 }
 
-/// One reader: while it has the queue, it waits for a read and takes whatever else has
-/// queued; it lets go of the queue while its statement runs, so reads that arrive meanwhile
-/// go to the next free reader as one batch.
-async fn reader(mut conn: HeldConnection, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    loop {
-        let jobs = {
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else {
-                return;
-            };
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
-                }
-            }
-            jobs
-        };
-        answer(&mut conn, jobs).await;
+impl Batch for PatientBatch {
+    type Job = Job;
+    type Reply = Option<ProviderRead>;
+    const MAX_BATCH: usize = MAX_BATCH;
+    const STOPPED: &'static str = "patient reader has stopped";
+    const DROPPED: &'static str = "patient read was dropped";
+    const FAILED: &'static str = "batched patient read failed";
+
+    async fn answer(
+        &self,
+        conn: &mut HeldConnection,
+        jobs: &[Job],
+    ) -> AppResult<Vec<Option<ProviderRead>>> {
+        let mut found: Vec<Option<ProviderRead>> = jobs.iter().map(|_| None).collect();
+        for row in fetch(conn, jobs).await? {
+            let slot = usize::try_from(row.i - 1)
+                .ok()
+                .and_then(|i| found.get_mut(i))
+                .ok_or_else(|| AppError::internal_msg("batched read returned an unknown row"))?;
+            *slot = Some(row.read);
+        }
+        Ok(found)
     }
 }
 
@@ -296,36 +285,6 @@ async fn fetch(conn: &mut HeldConnection, jobs: &[Job]) -> AppResult<Vec<BatchRo
             let stmt =
                 Statement::from_sql_and_values(backend, sqlite_sql(), [json.into(), now.into()]);
             Ok(conn.query_as(stmt).await?)
-        }
-    }
-}
-
-async fn answer(conn: &mut HeldConnection, jobs: Vec<Job>) {
-    let mut found: Vec<Option<ProviderRead>> = jobs.iter().map(|_| None).collect();
-    let result: AppResult<()> = async {
-        for row in fetch(conn, &jobs).await? {
-            let slot = usize::try_from(row.i - 1)
-                .ok()
-                .and_then(|i| found.get_mut(i))
-                .ok_or_else(|| AppError::internal_msg("batched read returned an unknown row"))?;
-            *slot = Some(row.read);
-        }
-        Ok(())
-    }
-    .await;
-    match result {
-        Ok(()) => {
-            for (job, read) in jobs.into_iter().zip(found) {
-                let _ = job.reply.send(Ok(read));
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = ?e, batch = jobs.len(), "batched patient read failed");
-            for job in jobs {
-                let _ = job
-                    .reply
-                    .send(Err(AppError::internal_msg("batched patient read failed")));
-            }
         }
     }
 }

@@ -367,7 +367,8 @@ pub async fn get(
         // One statement, shared with concurrent reads (see `super::reads`): the row with
         // the provider's standing, so `access` needs no further query.
         (access::Role::Provider, Some(provider)) => {
-            state.reads.read(provider, id).await?.and_then(|r| {
+            let reads = state.service::<super::reads::ProviderReads>()?;
+            reads.read(provider, id).await?.and_then(|r| {
                 (r.care_team || r.emergency).then(|| {
                     access::remember(viewer, &r.row, r.care_team, r.emergency);
                     r.row

@@ -5,6 +5,8 @@ use chrono::{Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AppError, AppResult};
+use crate::input::bounded_text;
+pub use crate::input::parse_reason;
 
 /// A person's name part: trimmed, inner runs of spaces collapsed, 1–100 characters. Unicode
 /// letters, combining marks, spaces, apostrophes (' and ’), hyphens and periods are
@@ -172,20 +174,6 @@ pub fn parse_country(raw: &str) -> AppResult<String> {
     }
 }
 
-fn bounded_text(field: &'static str, raw: &str, max: usize) -> AppResult<String> {
-    let t = raw.split_whitespace().collect::<Vec<_>>().join(" ");
-    if t.is_empty() {
-        return Err(AppError::validation(field, "must not be empty"));
-    }
-    if t.chars().count() > max || t.chars().any(|c| c.is_control()) {
-        return Err(AppError::validation(
-            field,
-            "is too long or contains control characters",
-        ));
-    }
-    Ok(t)
-}
-
 /// Sex assigned at birth.
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
 pub enum SexAtBirth {
@@ -274,17 +262,6 @@ impl EmergencyContact {
 
 pub fn parse_gender_other(raw: &str) -> AppResult<String> {
     bounded_text("genderIdentityOther", raw, 100)
-}
-
-pub fn parse_reason(raw: &str) -> AppResult<String> {
-    let t = raw.trim();
-    if t.chars().count() < 5 {
-        return Err(AppError::validation(
-            "reason",
-            "must say why, in at least 5 characters",
-        ));
-    }
-    bounded_text("reason", t, 1000)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 use async_graphql::{Context, ID, InputObject, Object, Result};
 use chrono::{DateTime, Utc};
 
+use super::loaders::AllergiesByPatient;
 use super::service::{self, NewAllergy};
 use super::types::*;
 use crate::access::{self, Allergies, PatientScope};
@@ -10,7 +11,6 @@ use crate::crypto::{KeyRing, Slot};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::{RoleGuard, STAFF};
-use crate::graphql::loaders::AllergiesByPatient;
 use crate::graphql::relay::parse_id;
 use entity::allergies;
 

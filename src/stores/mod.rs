@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::access::Role;
+use crate::identity::Role;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

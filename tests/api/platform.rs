@@ -35,7 +35,7 @@ const SEEDED_PHI: &[&str] = &[
 
 #[test]
 fn schema_file_is_up_to_date() {
-    let sdl = caregraph::graphql::sdl();
+    let sdl = caregraph::schema::sdl();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
     if std::env::var("UPDATE_SCHEMA").is_ok() {
         std::fs::write(path, &sdl).unwrap();

@@ -1,5 +1,6 @@
-//! Per-request DataLoaders. They only load children of parents that `access` already
-//! authorized: resolvers obtain a `PatientScope` before calling them.
+//! Per-request DataLoaders of clinical records (`schema::request_loaders` puts them on each
+//! request). They only load children of parents that `access` already authorized:
+//! resolvers obtain a `PatientScope` before calling them.
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -7,8 +8,8 @@ use async_graphql::dataloader::Loader;
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
+use super::service as records;
 use crate::error::AppError;
-use crate::records::service as records;
 use entity::allergies;
 
 pub struct AllergiesByPatient {

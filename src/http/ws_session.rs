@@ -8,11 +8,19 @@ use async_graphql::extensions::{
 };
 use async_graphql::{Request, ServerError, ServerResult};
 
-use super::context::RequestCtx;
-use crate::access::RequestMeta;
 use crate::auth::service::resolve_viewer;
 use crate::error::AppError;
+use crate::graphql::context::RequestCtx;
+use crate::identity::RequestMeta;
+use crate::schema::{self, AppSchema};
 use crate::state::AppState;
+
+/// The schema websocket operations run on: the HTTP one, plus the extension that resolves
+/// the viewer from the socket's token for each operation. A schema of its own, so that HTTP
+/// requests do not pass through an extension that has nothing to do for them.
+pub fn build_ws(state: &AppState) -> AppSchema {
+    schema::build_with(state, |b| b.extension(WsViewer))
+}
 
 /// What `connection_init` leaves on the socket.
 pub struct WsSession {
@@ -59,7 +67,7 @@ impl Extension for WsViewerExt {
                 viewer: Some(viewer),
                 meta: ws.meta.clone(),
             })
-            .data(super::request_loaders(state));
+            .data(schema::request_loaders(state));
         next.run(ctx, request).await
     }
 }

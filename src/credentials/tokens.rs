@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::access::Role;
 use crate::config::Config;
 use crate::error::{AppError, AppResult};
+use crate::identity::Role;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {

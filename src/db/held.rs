@@ -15,7 +15,7 @@ use sea_query_binder::SqlxValues;
 use sqlx::pool::PoolConnection;
 use sqlx::{Postgres, Sqlite};
 
-use crate::state::SqlStats;
+use super::stats::SqlStats;
 
 enum Conn {
     Postgres(PoolConnection<Postgres>),

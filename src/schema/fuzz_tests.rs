@@ -10,7 +10,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value as Json, json};
 
-use super::{AppSchema, Limits, schema_builder};
+use super::{AppSchema, schema_builder};
+use crate::graphql::Limits;
 
 /// Appears in every generated name and value; must never come back in an error message.
 const MARK: &str = "Zqx";

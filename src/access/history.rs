@@ -4,8 +4,8 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::AuditEvent;
 use crate::access;
+use crate::audit::AuditEvent;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::{PATIENT_DATA_ROLES, RoleGuard};
@@ -39,7 +39,7 @@ fn reason(keys: &crate::crypto::KeyRing, row: &audit_log::Model) -> Option<Strin
     let sealed = base64::engine::general_purpose::STANDARD
         .decode(detail["reason"].as_str()?)
         .ok()?;
-    keys.open_str(crate::access::service::reason_slot(&id), &sealed)
+    keys.open_str(super::service::reason_slot(&id), &sealed)
         .ok()
 }
 

@@ -1,0 +1,2 @@
+//! Providers' schedules and appointments.
+pub mod availability;

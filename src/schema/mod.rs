@@ -1,0 +1,89 @@
+//! Schema assembly: the domain roots merged into one schema, with the limits and
+//! extensions every operation runs under (`crate::graphql`), and the per-request loaders.
+#[cfg(test)]
+mod fuzz_tests;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+
+use crate::access::graphql::AccessMutation;
+use crate::access::history::AuditQuery;
+use crate::auth::graphql::{AuthMutation, AuthQuery};
+use crate::consent::graphql::{ConsentMutation, ConsentQuery};
+use crate::graphql::{Limits, pipeline};
+use crate::patients::graphql::{PatientMutation, PatientQuery};
+use crate::records::graphql::RecordsMutation;
+use crate::records::loaders::AllergiesByPatient;
+use crate::state::AppState;
+
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(AuthQuery, PatientQuery, ConsentQuery, AuditQuery);
+
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(
+    AuthMutation,
+    PatientMutation,
+    ConsentMutation,
+    RecordsMutation,
+    AccessMutation,
+);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// The schema without state: enough to print the SDL.
+pub fn schema_builder(
+    limits: Limits,
+) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    let mut b = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .limit_depth(limits.depth)
+    .limit_complexity(limits.complexity)
+    .limit_recursive_depth(32)
+    .limit_directives(20)
+    .extension(pipeline::Pipeline::new(512, limits));
+    if !limits.introspection {
+        b = b.disable_introspection();
+    }
+    if !limits.suggestions {
+        b = b.disable_suggestions();
+    }
+    b
+}
+
+/// The schema HTTP requests run on: the handler has already resolved the viewer.
+pub fn build(state: &AppState) -> AppSchema {
+    build_with(state, |b| b)
+}
+
+/// The schema with `state`, after `extend` has added to the builder (the websocket schema's
+/// extension, `http::ws_session::build_ws`).
+pub fn build_with(
+    state: &AppState,
+    extend: impl FnOnce(
+        async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription>,
+    ) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription>,
+) -> AppSchema {
+    extend(schema_builder(Limits::of(&state.cfg)))
+        .data(state.clone())
+        .finish()
+}
+
+/// The SDL as `caregraph schema` prints it and `schema.graphql` stores it.
+pub fn sdl() -> String {
+    schema_builder(Limits::default()).finish().sdl()
+}
+
+/// Per-request loaders.
+pub fn request_loaders(state: &AppState) -> DataLoader<AllergiesByPatient> {
+    DataLoader::new(
+        AllergiesByPatient {
+            db: state.db.clone(),
+        },
+        tokio::spawn,
+    )
+}

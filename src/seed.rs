@@ -9,12 +9,14 @@ use crate::access::Role;
 use crate::audit::{AuditEvent, WriteTxn};
 use crate::auth::service::create_user;
 use crate::consent::types::ConsentScope;
-use crate::crypto::Slot;
 use crate::error::{AppError, AppResult};
 use crate::patients::service::{NewPatient, build_row};
 use crate::patients::types::{Address, EmergencyContact, GenderIdentity, SexAtBirth};
+use crate::records::family;
+use crate::records::kinds::*;
+use crate::records::types::AllergySeverity;
 use crate::state::AppState;
-use entity::{allergies, care_team, consents, providers, users};
+use entity::{care_team, consents, providers, users};
 
 pub const DEMO_PASSWORD: &str = "caregraph-demo";
 
@@ -115,6 +117,7 @@ pub async fn demo(state: &AppState) -> AppResult<bool> {
         patients_insert(state, db, id, p).await?;
     }
     let mut patient_user = Uuid::nil();
+    let mut doctor_user = Uuid::nil();
     for ((email, role), hash) in DEMO_USERS.iter().zip(hashes) {
         let (pat, prov) = match *email {
             "doctor@caregraph.dev" => (None, Some(doctor)),
@@ -124,8 +127,10 @@ pub async fn demo(state: &AppState) -> AppResult<bool> {
             _ => (None, None),
         };
         let user = create_user(state, db, email, hash, *role, pat, prov).await?;
-        if *email == "patient@caregraph.dev" {
-            patient_user = user;
+        match *email {
+            "patient@caregraph.dev" => patient_user = user,
+            "doctor@caregraph.dev" => doctor_user = user,
+            _ => {}
         }
     }
     care_team::Entity::insert(care_team::ActiveModel {
@@ -150,34 +155,105 @@ pub async fn demo(state: &AppState) -> AppResult<bool> {
     })
     .exec_without_returning(db)
     .await?;
-    let allergy = Uuid::new_v4();
-    let slot = |column| Slot {
-        table: "allergies",
-        column,
-        row: &allergy,
-    };
-    allergies::Entity::insert(allergies::ActiveModel {
-        id: Set(allergy),
-        patient_id: Set(patient),
-        substance_enc: Set(state
-            .keys
-            .seal_str(slot("substance"), "Demo peanut protein")?),
-        reaction_enc: Set(Some(state.keys.seal_str(slot("reaction"), "Demo hives")?)),
-        severity: Set("MODERATE".into()),
-        status: Set("ACTIVE".into()),
-        recorded_by: Set(doctor),
-        recorded_at: Set(now),
-        resolved_by: Set(None),
-        resolved_at: Set(None),
-    })
-    .exec_without_returning(db)
-    .await?;
+    for (content, days_ago) in demo_records() {
+        let id = Uuid::new_v4();
+        let mut content = content;
+        if let Content::Document(d) = &mut content {
+            let body = b"Demo discharge letter: obviously fake.";
+            d.blob_id = family::insert_blob(db, &state.keys, id, patient, body).await?;
+            d.size = body.len() as u32;
+        }
+        let at = now - chrono::Duration::days(days_ago);
+        let row = family::build_row(
+            &state.keys,
+            id,
+            patient,
+            doctor_user,
+            &content,
+            Sensitivity::Normal,
+            at,
+            Some(doctor),
+        )?;
+        entity::medical_records::Entity::insert(entity::medical_records::ActiveModel::from(row))
+            .exec_without_returning(db)
+            .await?;
+    }
     tx.audit(
         AuditEvent::new("seed.demo", "system")
             .detail(serde_json::json!({ "users": DEMO_USERS.len(), "patients": 2 })),
     );
     tx.commit().await?;
     Ok(true)
+}
+
+/// The demo patient's chart: one record of every kind, with how many days ago each happened.
+fn demo_records() -> Vec<(Content, i64)> {
+    vec![
+        (
+            Content::Allergy(AllergyContent {
+                substance: "Demo peanut protein".into(),
+                reaction: Some("Demo hives".into()),
+                severity: AllergySeverity::Moderate,
+                resolved_at: None,
+                resolved_by: None,
+            }),
+            400,
+        ),
+        (
+            Content::Medication(MedicationContent {
+                drug: "Demo lisinopril 10 mg tablet".into(),
+                dose: "10 mg".into(),
+                route: "oral".into(),
+                frequency: "once daily".into(),
+                stop_on: None,
+                stop_reason: None,
+            }),
+            120,
+        ),
+        (
+            Content::Lab(LabContent {
+                code: "4548-4".into(),
+                system: "http://loinc.org".into(),
+                display: Some("Hemoglobin A1c".into()),
+                value: "6.1".into(),
+                unit: Some("%".into()),
+                reference_range: Some("4.0-5.6".into()),
+                abnormal: true,
+            }),
+            30,
+        ),
+        (
+            Content::Note(NoteContent {
+                text: "Demo visit: blood pressure well controlled; recheck A1c in 3 months.".into(),
+            }),
+            30,
+        ),
+        (
+            Content::Immunization(ImmunizationContent {
+                cvx_code: "141".into(),
+                vaccine: crate::records::cvx::vaccine("141")
+                    .map(|v| v.name.to_owned())
+                    .unwrap_or_else(|| "Influenza, seasonal, injectable".into()),
+                lot: Some("DEMO-FLU-26".into()),
+                site: Some("left deltoid".into()),
+                route: Some("intramuscular".into()),
+                dose: Some("0.5".into()),
+                dose_unit: Some("mL".into()),
+            }),
+            60,
+        ),
+        (
+            Content::Document(DocumentContent {
+                title: "Demo discharge letter".into(),
+                document_type: "Discharge summary".into(),
+                classification: Some("clinical-note".into()),
+                content_type: "text/plain".into(),
+                blob_id: Uuid::nil(),
+                size: 0,
+            }),
+            200,
+        ),
+    ]
 }
 
 async fn patients_insert(

@@ -120,6 +120,12 @@ pub async fn build_state(cfg: Config) -> Result<AppState, StartupError> {
         .map_err(|_| StartupError::Setup("invalid token signing key".into()))?;
     let passwords = Passwords::new(cfg.hash_params, cfg.hash_lanes)
         .map_err(|_| StartupError::Setup("invalid password hash parameters".into()))?;
+    let moved = crate::records::family::fold_legacy_allergies(&db, &keys)
+        .await
+        .map_err(|e| StartupError::Setup(format!("moving allergies into medical records: {e}")))?;
+    if moved > 0 {
+        tracing::info!(moved, "allergies moved into medical_records");
+    }
     let audit = AuditLog::start(db.clone(), sql.clone(), cfg.audit_queue);
     // The domains' services, which they fetch with `AppState::service`.
     let mut services = axum::http::Extensions::new();

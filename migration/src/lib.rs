@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_120000_core;
 mod m20261124_120100_audit_append_only;
 mod m20261124_130000_patient_email_not_unique;
+mod m20261201_120000_medical_records;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_120000_core::Migration),
             Box::new(m20261124_120100_audit_append_only::Migration),
             Box::new(m20261124_130000_patient_email_not_unique::Migration),
+            Box::new(m20261201_120000_medical_records::Migration),
         ]
     }
 }

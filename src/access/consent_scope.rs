@@ -21,10 +21,13 @@ pub enum ConsentScope {
     Billing,
     /// Use of de-identified data in research extracts.
     Research,
+    /// SENSITIVE records (substance-use treatment under 42 CFR Part 2, HIV, reproductive
+    /// and mental health): needed besides the record's own category.
+    Sensitive,
 }
 
 impl ConsentScope {
-    pub const ALL: [ConsentScope; 9] = [
+    pub const ALL: [ConsentScope; 10] = [
         ConsentScope::DemographicsSharing,
         ConsentScope::Records,
         ConsentScope::Medications,
@@ -34,6 +37,7 @@ impl ConsentScope {
         ConsentScope::Messages,
         ConsentScope::Billing,
         ConsentScope::Research,
+        ConsentScope::Sensitive,
     ];
 
     /// Clinical categories: what a care-team provider needs consent for.
@@ -69,6 +73,7 @@ crate::text_enum!(ConsentScope {
     Messages => "MESSAGES",
     Billing => "BILLING",
     Research => "RESEARCH",
+    Sensitive => "SENSITIVE",
 });
 
 impl ConsentScope {

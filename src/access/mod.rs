@@ -74,20 +74,80 @@ pub trait ClinicalCategory: WritePurpose {
 #[derive(Debug)]
 pub enum Demographics {}
 
-/// Purpose marker: a patient's allergies and intolerances.
-#[derive(Debug)]
-pub enum Allergies {}
+/// Clinical categories, one marker each, matching the consent scope of the same name.
+macro_rules! clinical_categories {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug)]
+            pub enum $name {}
+            impl sealed::Sealed for $name {}
+            impl WritePurpose for $name {}
+            impl ClinicalCategory for $name {
+                const CONSENT: ConsentScope = ConsentScope::$name;
+            }
+        )*
+    };
+}
 
 mod sealed {
     pub trait Sealed {}
     impl Sealed for super::Demographics {}
-    impl Sealed for super::Allergies {}
 }
 
 impl WritePurpose for Demographics {}
-impl WritePurpose for Allergies {}
-impl ClinicalCategory for Allergies {
-    const CONSENT: ConsentScope = ConsentScope::Allergies;
+
+clinical_categories!(
+    /// Purpose marker: lab results and visit notes (consent scope RECORDS).
+    Records,
+    /// Purpose marker: medications.
+    Medications,
+    /// Purpose marker: allergies and intolerances.
+    Allergies,
+    /// Purpose marker: immunizations.
+    Immunizations,
+    /// Purpose marker: clinical documents.
+    Documents,
+    /// Purpose marker: secure messages.
+    Messages,
+);
+
+/// A read grant over clinical categories of one patient's data, for lists that mix them
+/// (a patient's records across kinds) and single reads alike: which categories the viewer
+/// may read, whether SENSITIVE records count, and whether it rests on break-glass. Only
+/// [`clinical_grant`] builds one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClinicalGrant {
+    patient_id: Uuid,
+    break_glass: bool,
+    categories: Vec<ConsentScope>,
+    sensitive: bool,
+}
+
+impl ClinicalGrant {
+    pub fn patient_id(&self) -> Uuid {
+        self.patient_id
+    }
+    pub fn break_glass(&self) -> bool {
+        self.break_glass
+    }
+    /// The categories this grant reads (a subset of those asked for).
+    pub fn categories(&self) -> &[ConsentScope] {
+        &self.categories
+    }
+    /// Whether SENSITIVE records are included.
+    pub fn sensitive(&self) -> bool {
+        self.sensitive
+    }
+}
+
+impl PatientGrant for ClinicalGrant {
+    fn patient_id(&self) -> Uuid {
+        self.patient_id
+    }
+    fn break_glass(&self) -> bool {
+        self.break_glass
+    }
 }
 
 /// Proof that the viewer may *change* this patient's data of kind `P`. Only this module
@@ -352,31 +412,63 @@ pub async fn demographics_write_scope(
     deny(state, viewer, patient_id, action, e).await
 }
 
-/// May the viewer read this clinical category of this patient? Break-glass reads, flagged.
-pub async fn clinical_scope(
+/// What the viewer may read of `wanted` clinical categories of this patient. The patient
+/// and ADMIN read them all, SENSITIVE records included. A care-team provider reads the
+/// categories the patient consented to, SENSITIVE records only under the SENSITIVE consent;
+/// when `explicit` (the caller asked for these categories by name), a missing one is
+/// CONSENT_REQUIRED naming it, otherwise the grant narrows to what is consented, and is
+/// CONSENT_REQUIRED (naming the first wanted) when nothing is. A provider holding emergency
+/// access reads everything wanted, flagged as break-glass. Refusals are audited.
+pub async fn clinical_grant(
     state: &AppState,
     viewer: &Viewer,
     patient_id: Uuid,
-    scope: ConsentScope,
+    wanted: &[ConsentScope],
+    explicit: bool,
     action: &'static str,
-) -> AppResult<PatientScope> {
+) -> AppResult<ClinicalGrant> {
     let rel = visible_standing(state, viewer, patient_id, true, action, DE_IDENTIFIED_ONLY).await?;
-    if let Some(s) = own_or_admin(viewer, patient_id) {
-        return Ok(s);
+    let all = |break_glass| ClinicalGrant {
+        patient_id,
+        break_glass,
+        categories: wanted.to_vec(),
+        sensitive: true,
+    };
+    if own_or_admin(viewer, patient_id).is_some() {
+        return Ok(all(false));
     }
-    if rel.consents_to(scope) {
-        return Ok(PatientScope {
+    let consented: Vec<ConsentScope> = wanted
+        .iter()
+        .copied()
+        .filter(|c| rel.consents_to(*c))
+        .collect();
+    let missing = wanted.iter().copied().find(|c| !consented.contains(c));
+    let complete = missing.is_none();
+    // Asked for everything consentable, some of it consented, no emergency access: narrow.
+    let narrow = !(complete || explicit || consented.is_empty() || rel.emergency);
+    if narrow {
+        return Ok(ClinicalGrant {
             patient_id,
             break_glass: false,
+            categories: consented,
+            sensitive: rel.consents_to(ConsentScope::Sensitive),
+        });
+    }
+    if complete && !wanted.is_empty() {
+        return Ok(ClinicalGrant {
+            patient_id,
+            break_glass: false,
+            categories: consented,
+            sensitive: rel.consents_to(ConsentScope::Sensitive) || rel.emergency,
         });
     }
     if rel.emergency {
-        return Ok(PatientScope {
-            patient_id,
-            break_glass: true,
-        });
+        return Ok(all(true));
     }
     // A visible provider without emergency access is on the care team.
+    let scope = missing
+        .or(wanted.first().copied())
+        .unwrap_or(ConsentScope::Records);
     let e = AppError::ConsentRequired {
         scope: scope.as_str(),
     };
@@ -384,26 +476,33 @@ pub async fn clinical_scope(
 }
 
 /// The scope for changing clinical category `C` of this patient, which every clinical
-/// write asks for: the patient, an ADMIN, or a care-team provider under the patient's
-/// consent for `C`. Break-glass never yields it (FORBIDDEN, audited): emergency access is
-/// read-only, and it does not stand in for a missing consent either.
+/// write asks for: an ADMIN, or a care-team provider under the patient's consent for `C`
+/// (and for SENSITIVE when the record is `sensitive`). Patients and researchers do not
+/// write clinical data (FORBIDDEN). Break-glass never yields it (FORBIDDEN, audited):
+/// emergency access is read-only, and it does not stand in for a missing consent either.
 pub async fn clinical_write_scope<C: ClinicalCategory>(
     state: &AppState,
     viewer: &Viewer,
     patient_id: Uuid,
+    sensitive: bool,
     action: &'static str,
 ) -> AppResult<WriteScope<C>> {
     let rel = visible_standing(state, viewer, patient_id, true, action, DE_IDENTIFIED_ONLY).await?;
-    if own_or_admin(viewer, patient_id).is_some() || rel.consents_to(C::CONSENT) {
-        return Ok(WriteScope::granted(patient_id));
-    }
-    let e = if rel.care_team {
-        AppError::ConsentRequired {
-            scope: C::CONSENT.as_str(),
+    let e = match viewer.role {
+        Role::Admin => return Ok(WriteScope::granted(patient_id)),
+        Role::Patient | Role::Researcher => {
+            AppError::Forbidden("clinical records are written by the care team")
         }
-    } else {
-        // Visible only through emergency access.
-        AppError::Forbidden(BREAK_GLASS_READ_ONLY)
+        Role::Provider if !rel.care_team => AppError::Forbidden(BREAK_GLASS_READ_ONLY),
+        Role::Provider if !rel.consents_to(C::CONSENT) => AppError::ConsentRequired {
+            scope: C::CONSENT.as_str(),
+        },
+        Role::Provider if sensitive && !rel.consents_to(ConsentScope::Sensitive) => {
+            AppError::ConsentRequired {
+                scope: ConsentScope::Sensitive.as_str(),
+            }
+        }
+        Role::Provider => return Ok(WriteScope::granted(patient_id)),
     };
     deny(state, viewer, patient_id, action, e).await
 }

@@ -72,6 +72,42 @@ impl PageInfo {
     }
 }
 
+/// A type that pages in a [`Connection`]: its GraphQL name, from which the connection's and
+/// edge's names are made (`LabResult` → `LabResultConnection`, `LabResultEdge`).
+pub trait Node: async_graphql::OutputType {
+    const NAME: &'static str;
+}
+
+/// An edge: an opaque cursor and the node.
+#[derive(SimpleObject)]
+#[graphql(name_type)]
+pub struct Edge<N: Node> {
+    pub cursor: String,
+    pub node: N,
+}
+
+impl<N: Node> async_graphql::TypeName for Edge<N> {
+    fn type_name() -> std::borrow::Cow<'static, str> {
+        format!("{}Edge", N::NAME).into()
+    }
+}
+
+/// A Relay connection of `N`: edges, page information, and the total a list may count (the
+/// same rows it may show, never more).
+#[derive(SimpleObject)]
+#[graphql(name_type)]
+pub struct Connection<N: Node> {
+    pub edges: Vec<Edge<N>>,
+    pub page_info: PageInfo,
+    pub total_count: u64,
+}
+
+impl<N: Node> async_graphql::TypeName for Connection<N> {
+    fn type_name() -> std::borrow::Cow<'static, str> {
+        format!("{}Connection", N::NAME).into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,12 +10,14 @@ use super::service::{self, NewPatient, PatientChanges, PatientFilter};
 use super::types::*;
 use crate::access::{self, PatientScope, Role, Viewer};
 use crate::audit::AuditEvent;
-use crate::consent::types::ConsentScope;
 use crate::crypto::{KeyRing, Slot};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::ContextExt;
 use crate::graphql::guards::{ADMIN, PATIENT_DATA_ROLES, RoleGuard, STAFF};
-use crate::graphql::relay::{PageInfo, decode_cursor, encode_cursor, page_size, parse_id};
+use crate::graphql::relay::{
+    Connection, PageInfo, decode_cursor, encode_cursor, page_size, parse_id,
+};
+use crate::records::graphql as records;
 use entity::patients;
 
 /// A patient. Demographics are visible to the patient, their care team (or a provider with
@@ -172,15 +174,92 @@ impl Patient {
     async fn archived_at(&self) -> Option<DateTime<Utc>> {
         self.row.archived_at
     }
-    /// Allergies and intolerances. Needs the ALLERGIES consent for care-team providers.
-    async fn allergies(
+    /// Medical records across kinds, newest first: only the kinds the viewer's grant
+    /// covers (a care-team provider sees the categories the patient consented to; asking
+    /// for other kinds by name is CONSENT_REQUIRED), `totalCount` and cursors included.
+    #[graphql(
+        complexity = "1 + first.clamp(1, crate::graphql::relay::MAX_FIRST) as usize * child_complexity"
+    )]
+    async fn records(
         &self,
         ctx: &Context<'_>,
-    ) -> Result<Option<Vec<crate::records::graphql::Allergy>>> {
-        let scope = consent_scope(ctx, self, ConsentScope::Allergies, "allergy.read").await?;
+        filter: Option<records::RecordFilter>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> Result<Option<Connection<records::MedicalRecord>>> {
         Ok(Some(
-            crate::records::graphql::patient_allergies(ctx, &scope).await?,
+            records::records(ctx, self.row.id, filter, first, after).await?,
         ))
+    }
+    /// Lab results, newest first (RECORDS consent).
+    #[graphql(
+        complexity = "1 + first.clamp(1, crate::graphql::relay::MAX_FIRST) as usize * child_complexity"
+    )]
+    async fn lab_results(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> Result<Option<Connection<records::LabResult>>> {
+        Ok(Some(
+            records::lab_results(ctx, self.row.id, first, after).await?,
+        ))
+    }
+    /// Visit notes, newest first (RECORDS consent).
+    #[graphql(
+        complexity = "1 + first.clamp(1, crate::graphql::relay::MAX_FIRST) as usize * child_complexity"
+    )]
+    async fn visit_notes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> Result<Option<Connection<records::VisitNote>>> {
+        Ok(Some(
+            records::visit_notes(ctx, self.row.id, first, after).await?,
+        ))
+    }
+    /// Immunizations, newest first (IMMUNIZATIONS consent).
+    #[graphql(
+        complexity = "1 + first.clamp(1, crate::graphql::relay::MAX_FIRST) as usize * child_complexity"
+    )]
+    async fn immunizations(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> Result<Option<Connection<records::Immunization>>> {
+        Ok(Some(
+            records::immunizations(ctx, self.row.id, first, after).await?,
+        ))
+    }
+    /// Clinical documents, newest first (DOCUMENTS consent).
+    #[graphql(
+        complexity = "1 + first.clamp(1, crate::graphql::relay::MAX_FIRST) as usize * child_complexity"
+    )]
+    async fn documents(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> Result<Option<Connection<records::ClinicalDocument>>> {
+        Ok(Some(
+            records::documents(ctx, self.row.id, first, after).await?,
+        ))
+    }
+    /// Medications, oldest first; only ACTIVE ones with `activeOnly` (MEDICATIONS consent).
+    async fn medications(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] active_only: bool,
+    ) -> Result<Option<Vec<records::Medication>>> {
+        Ok(Some(
+            records::medications(ctx, self.row.id, active_only).await?,
+        ))
+    }
+    /// Allergies and intolerances, oldest first (ALLERGIES consent).
+    async fn allergies(&self, ctx: &Context<'_>) -> Result<Option<Vec<records::Allergy>>> {
+        Ok(Some(records::allergies(ctx, self.row.id).await?))
     }
     /// The patient as a FHIR R4 `Patient` resource.
     async fn fhir(&self) -> Result<async_graphql::Json<serde_json::Value>> {
@@ -210,19 +289,6 @@ impl Patient {
         };
         Ok(async_graphql::Json(crate::fhir::patient_resource(&f)))
     }
-}
-
-/// The one guard mechanism for consent-scoped fields on Patient: asks `access` for the
-/// clinical scope (CONSENT_REQUIRED with the missing scope when the care team lacks it).
-pub async fn consent_scope(
-    ctx: &Context<'_>,
-    patient: &Patient,
-    scope: ConsentScope,
-    action: &'static str,
-) -> AppResult<PatientScope> {
-    let state = ctx.state()?;
-    let viewer = ctx.viewer()?;
-    access::clinical_scope(state, viewer, patient.row.id, scope, action).await
 }
 
 /// Names of the fields selected on a patient, recorded in its read audit row.

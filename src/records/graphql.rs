@@ -1,107 +1,778 @@
-//! Allergy types, the consent-scoped `Patient.allergies` loader path and the mutations.
-use async_graphql::{Context, ID, InputObject, Object, Result};
-use chrono::{DateTime, Utc};
+//! The medical-record family over GraphQL: the `MedicalRecord` interface and its six
+//! types, the patient's record lists (through `records::scope`, which turns an `access`
+//! grant into the only set of rows a read may touch), `record(id)`, and the writes.
+use async_graphql::{
+    Context, Enum, ID, InputObject, Interface, Json, Object, Result, SimpleObject,
+};
+use base64::Engine;
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use uuid::Uuid;
 
-use super::loaders::AllergiesByPatient;
-use super::service::{self, NewAllergy};
-use super::types::*;
-use crate::access::{self, Allergies, PatientScope};
-use crate::audit::AuditEvent;
-use crate::crypto::{KeyRing, Slot};
+use super::family::{self, Change, Changed, Idempotency, NewRecord, Record};
+use super::kinds::*;
+use super::scope::{self, ReadGrant};
+use super::types::{AllergySeverity, AllergyStatus};
+use crate::audit::{AuditEvent, PatientGrant, WriteTxn};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::ContextExt;
-use crate::graphql::guards::{RoleGuard, STAFF};
-use crate::graphql::relay::parse_id;
-use entity::allergies;
+use crate::graphql::guards::{PATIENT_DATA_ROLES, RoleGuard, STAFF};
+use crate::graphql::relay::{self, Connection, Edge, PageInfo, decode_cursor, encode_cursor};
+use crate::identity::Viewer;
+use crate::input::{parse_clinical_text, parse_reason};
+use crate::state::AppState;
 
-/// An allergy or intolerance.
-pub struct Allergy {
-    row: allergies::Model,
-    keys: KeyRing,
+/// A record as the API shows it: opened, under the grant it was read with.
+#[derive(Clone)]
+pub struct Node {
+    rec: Record,
 }
 
-impl Allergy {
-    fn open(&self, column: &'static str, ct: &[u8]) -> AppResult<String> {
-        self.keys.open_str(
-            Slot {
-                table: service::TABLE,
-                column,
-                row: &self.row.id,
-            },
-            ct,
-        )
+impl Node {
+    fn id(&self) -> ID {
+        ID(self.rec.row.id.to_string())
     }
 }
 
-#[Object]
-impl Allergy {
-    async fn id(&self) -> ID {
-        ID(self.row.id.to_string())
+/// The fields every record type has, followed by the kind's own (a declarative macro, so
+/// the shared fields are written once and every type still resolves them itself, as
+/// GraphQL interfaces require).
+macro_rules! record_type {
+    ($(#[$doc:meta])* $ty:ident, $variant:ident => $content:ty, { $($fields:tt)* }) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $ty(Node);
+
+        impl $ty {
+            fn c(&self) -> &$content {
+                match &self.0.rec.content {
+                    Content::$variant(c) => c,
+                    // Built only from records of this kind (see `MedicalRecord::from`).
+                    _ => unreachable!("record type and content disagree"),
+                }
+            }
+        }
+
+        #[Object]
+        impl $ty {
+            async fn id(&self) -> ID {
+                self.0.id()
+            }
+            async fn kind(&self) -> RecordKind {
+                self.0.rec.kind()
+            }
+            /// When it was entered into the record.
+            async fn recorded_at(&self) -> DateTime<Utc> {
+                self.0.rec.row.recorded_at
+            }
+            /// User id of who entered it.
+            async fn recorded_by(&self) -> ID {
+                ID(self.0.rec.row.recorded_by.to_string())
+            }
+            /// Increments on every change; pass it to `amendRecord` as `expectedVersion`.
+            async fn version(&self) -> i32 {
+                self.0.rec.row.version
+            }
+            async fn record_status(&self) -> Result<RecordStatus> {
+                Ok(RecordStatus::parse(&self.0.rec.row.record_status)
+                    .ok_or_else(|| AppError::internal_msg("bad record status"))?)
+            }
+            async fn sensitivity(&self) -> Result<Sensitivity> {
+                Ok(Sensitivity::parse(&self.0.rec.row.sensitivity)
+                    .ok_or_else(|| AppError::internal_msg("bad sensitivity"))?)
+            }
+            /// Earlier versions, oldest first, with who changed what and when.
+            async fn history(&self, ctx: &Context<'_>) -> Result<Vec<RecordVersion>> {
+                Ok(history(ctx, &self.0).await?)
+            }
+            /// The record as a FHIR R4 resource.
+            async fn fhir(&self) -> Json<serde_json::Value> {
+                Json(super::fhir::resource(&self.0.rec, None))
+            }
+            $($fields)*
+        }
+    };
+}
+
+record_type!(
+    /// A laboratory result.
+    LabResult, Lab => LabContent, {
+    /// Test code in `system` (LOINC unless the lab says otherwise).
+    async fn code(&self) -> &str {
+        &self.c().code
     }
+    async fn system(&self) -> &str {
+        &self.c().system
+    }
+    /// The test's name as the lab reports it.
+    async fn display(&self) -> Option<&str> {
+        self.c().display.as_deref()
+    }
+    async fn value(&self) -> &str {
+        &self.c().value
+    }
+    /// UCUM unit.
+    async fn unit(&self) -> Option<&str> {
+        self.c().unit.as_deref()
+    }
+    async fn reference_range(&self) -> Option<&str> {
+        self.c().reference_range.as_deref()
+    }
+    async fn abnormal(&self) -> bool {
+        self.c().abnormal
+    }
+    async fn observed_at(&self) -> DateTime<Utc> {
+        self.0.rec.row.occurred_at
+    }
+});
+
+record_type!(
+    /// A note written at a visit.
+    VisitNote, Note => NoteContent, {
+    /// Provider id of the author.
+    async fn author_id(&self) -> Option<ID> {
+        provider(&self.0)
+    }
+    async fn encounter_on(&self) -> NaiveDate {
+        self.0.rec.row.occurred_at.date_naive()
+    }
+    async fn text(&self) -> &str {
+        &self.c().text
+    }
+});
+
+record_type!(
+    /// A medication prescribed.
+    Medication, Medication => MedicationContent, {
+    async fn drug(&self) -> &str {
+        &self.c().drug
+    }
+    async fn dose(&self) -> &str {
+        &self.c().dose
+    }
+    async fn route(&self) -> &str {
+        &self.c().route
+    }
+    async fn frequency(&self) -> &str {
+        &self.c().frequency
+    }
+    /// Provider id of the prescriber.
+    async fn prescriber_id(&self) -> Option<ID> {
+        provider(&self.0)
+    }
+    async fn status(&self) -> Result<MedicationStatus> {
+        Ok(self.0.rec.row.status.as_deref().and_then(MedicationStatus::parse)
+            .ok_or_else(|| AppError::internal_msg("bad medication status"))?)
+    }
+    async fn start_on(&self) -> NaiveDate {
+        self.0.rec.row.occurred_at.date_naive()
+    }
+    async fn stop_on(&self) -> Option<NaiveDate> {
+        self.c().stop_on
+    }
+    async fn stop_reason(&self) -> Option<&str> {
+        self.c().stop_reason.as_deref()
+    }
+});
+
+record_type!(
+    /// An allergy or intolerance.
+    Allergy, Allergy => AllergyContent, {
     /// What the patient reacts to.
-    async fn substance(&self) -> Result<String> {
-        Ok(self.open("substance", &self.row.substance_enc)?)
+    async fn substance(&self) -> &str {
+        &self.c().substance
     }
-    async fn reaction(&self) -> Result<Option<String>> {
-        Ok(self
-            .row
-            .reaction_enc
-            .as_deref()
-            .map(|c| self.open("reaction", c))
-            .transpose()?)
+    async fn reaction(&self) -> Option<&str> {
+        self.c().reaction.as_deref()
     }
-    async fn severity(&self) -> Result<AllergySeverity> {
-        Ok(AllergySeverity::parse(&self.row.severity)
-            .ok_or_else(|| AppError::internal_msg("bad severity"))?)
+    async fn severity(&self) -> AllergySeverity {
+        self.c().severity
     }
     async fn status(&self) -> Result<AllergyStatus> {
-        Ok(AllergyStatus::parse(&self.row.status)
-            .ok_or_else(|| AppError::internal_msg("bad status"))?)
-    }
-    async fn recorded_at(&self) -> DateTime<Utc> {
-        self.row.recorded_at
-    }
-    /// User id of who recorded it.
-    async fn recorded_by(&self) -> ID {
-        ID(self.row.recorded_by.to_string())
+        Ok(self.0.rec.row.status.as_deref().and_then(AllergyStatus::parse)
+            .ok_or_else(|| AppError::internal_msg("bad allergy status"))?)
     }
     async fn resolved_at(&self) -> Option<DateTime<Utc>> {
-        self.row.resolved_at
+        self.c().resolved_at
+    }
+});
+
+record_type!(
+    /// A vaccine given, coded in CVX.
+    Immunization, Immunization => ImmunizationContent, {
+    async fn cvx_code(&self) -> &str {
+        &self.c().cvx_code
+    }
+    /// The CVX table's name for the code.
+    async fn vaccine(&self) -> &str {
+        &self.c().vaccine
+    }
+    async fn administered_on(&self) -> NaiveDate {
+        self.0.rec.row.occurred_at.date_naive()
+    }
+    async fn lot(&self) -> Option<&str> {
+        self.c().lot.as_deref()
+    }
+    async fn site(&self) -> Option<&str> {
+        self.c().site.as_deref()
+    }
+    async fn route(&self) -> Option<&str> {
+        self.c().route.as_deref()
+    }
+    async fn dose(&self) -> Option<&str> {
+        self.c().dose.as_deref()
+    }
+    async fn dose_unit(&self) -> Option<&str> {
+        self.c().dose_unit.as_deref()
+    }
+    /// Provider id of who gave it.
+    async fn performer_id(&self) -> Option<ID> {
+        provider(&self.0)
+    }
+});
+
+record_type!(
+    /// A clinical document (a scan, a letter, a report).
+    ClinicalDocument, Document => DocumentContent, {
+    async fn title(&self) -> &str {
+        &self.c().title
+    }
+    async fn document_type(&self) -> &str {
+        &self.c().document_type
+    }
+    async fn classification(&self) -> Option<&str> {
+        self.c().classification.as_deref()
+    }
+    async fn content_type(&self) -> &str {
+        &self.c().content_type
+    }
+    /// Size of the content in bytes.
+    async fn size(&self) -> u32 {
+        self.c().size
+    }
+    /// The document itself, base64. Loaded only when asked for; audited.
+    async fn content(&self, ctx: &Context<'_>) -> Result<String> {
+        let state = ctx.state()?;
+        let viewer = ctx.viewer()?;
+        let row = &self.0.rec.row;
+        let body = family::document_body(&state.db, &state.keys, row.id, self.c().blob_id).await?;
+        state
+            .audit
+            .record(
+                AuditEvent::by(viewer, "record.read_content", "medical_record")
+                    .patient(row.patient_id)
+                    .resource(row.id.to_string()),
+            )
+            .await?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(body))
+    }
+});
+
+fn provider(n: &Node) -> Option<ID> {
+    n.rec.row.provider_id.map(|p| ID(p.to_string()))
+}
+
+/// A patient's medical record, of any kind.
+// Several fields share a type: not a repeated attribute, whatever clippy reads into it.
+#[allow(clippy::duplicated_attributes)]
+#[derive(Interface, Clone)]
+#[graphql(
+    field(name = "id", ty = "ID"),
+    field(name = "kind", ty = "RecordKind"),
+    field(name = "recorded_at", ty = "DateTime<Utc>"),
+    field(name = "recorded_by", ty = "ID"),
+    field(name = "version", ty = "i32"),
+    field(name = "record_status", ty = "RecordStatus"),
+    field(name = "sensitivity", ty = "Sensitivity"),
+    field(name = "history", ty = "Vec<RecordVersion>"),
+    field(name = "fhir", ty = "Json<serde_json::Value>")
+)]
+pub enum MedicalRecord {
+    LabResult(LabResult),
+    VisitNote(VisitNote),
+    Medication(Medication),
+    Allergy(Allergy),
+    Immunization(Immunization),
+    ClinicalDocument(ClinicalDocument),
+}
+
+impl From<Record> for MedicalRecord {
+    fn from(rec: Record) -> Self {
+        let kind = rec.kind();
+        let n = Node { rec };
+        match kind {
+            RecordKind::LabResult => MedicalRecord::LabResult(LabResult(n)),
+            RecordKind::VisitNote => MedicalRecord::VisitNote(VisitNote(n)),
+            RecordKind::Medication => MedicalRecord::Medication(Medication(n)),
+            RecordKind::Allergy => MedicalRecord::Allergy(Allergy(n)),
+            RecordKind::Immunization => MedicalRecord::Immunization(Immunization(n)),
+            RecordKind::Document => MedicalRecord::ClinicalDocument(ClinicalDocument(n)),
+        }
     }
 }
 
-/// Allergies of an authorized patient, batched across patients by the DataLoader, with one
-/// durable read audit row per patient.
-pub async fn patient_allergies(ctx: &Context<'_>, scope: &PatientScope) -> AppResult<Vec<Allergy>> {
+/// How a version was replaced.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum RecordChange {
+    Amend,
+    EnteredInError,
+    Stop,
+    Resolve,
+}
+
+crate::text_enum!(RecordChange {
+    Amend => "AMEND",
+    EnteredInError => "ENTERED_IN_ERROR",
+    Stop => "STOP",
+    Resolve => "RESOLVE",
+});
+
+/// An earlier version of a record, and the change that replaced it.
+#[derive(SimpleObject)]
+pub struct RecordVersion {
+    pub version: i32,
+    /// The record as it was in this version.
+    pub record: MedicalRecord,
+    /// User id of who made this version, and when.
+    pub made_by: ID,
+    pub made_at: DateTime<Utc>,
+    pub change: RecordChange,
+    /// User id of who replaced it, when, and why.
+    pub changed_by: ID,
+    pub changed_at: DateTime<Utc>,
+    pub reason: Option<String>,
+}
+
+async fn history(ctx: &Context<'_>, n: &Node) -> AppResult<Vec<RecordVersion>> {
+    let state = ctx.state()?;
+    let versions = family::history(&state.db, &state.keys, &n.rec.row).await?;
+    versions
+        .into_iter()
+        .map(|v| {
+            let row = entity::medical_records::Model {
+                status: v.row.status.clone(),
+                record_status: v.row.record_status.clone(),
+                sensitivity: v.row.sensitivity.clone(),
+                version: v.row.version,
+                occurred_at: v.row.occurred_at,
+                updated_at: v.row.made_at,
+                updated_by: v.row.made_by,
+                ..n.rec.row.clone()
+            };
+            Ok(RecordVersion {
+                version: v.row.version,
+                record: Record {
+                    row,
+                    content: v.content,
+                }
+                .into(),
+                made_by: ID(v.row.made_by.to_string()),
+                made_at: v.row.made_at,
+                change: RecordChange::parse(&v.row.change)
+                    .ok_or_else(|| AppError::internal_msg("bad record change"))?,
+                changed_by: ID(v.row.changed_by.to_string()),
+                changed_at: v.row.changed_at,
+                reason: v.reason,
+            })
+        })
+        .collect()
+}
+
+impl relay::Node for MedicalRecord {
+    const NAME: &'static str = "MedicalRecord";
+}
+impl relay::Node for LabResult {
+    const NAME: &'static str = "LabResult";
+}
+impl relay::Node for VisitNote {
+    const NAME: &'static str = "VisitNote";
+}
+impl relay::Node for Immunization {
+    const NAME: &'static str = "Immunization";
+}
+impl relay::Node for ClinicalDocument {
+    const NAME: &'static str = "ClinicalDocument";
+}
+
+/// Records cursors: `r1:<occurred_at micros>/<id>`.
+const CURSOR: &str = "r1";
+
+fn cursor(r: &Record) -> String {
+    encode_cursor(
+        CURSOR,
+        format_args!("{}/{}", r.row.occurred_at.timestamp_micros(), r.row.id),
+    )
+}
+
+fn position(after: &str) -> AppResult<family::Position> {
+    let raw: String = decode_cursor(CURSOR, after)?;
+    let bad = || AppError::validation("after", "is not a cursor returned by this API");
+    let (t, id) = raw.split_once('/').ok_or_else(bad)?;
+    let t = t
+        .parse()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    let id = Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok((t, id))
+}
+
+/// Filters on `Patient.records`.
+#[derive(InputObject, Default)]
+pub struct RecordFilter {
+    /// Only these kinds. Asking for a kind your grant lacks is CONSENT_REQUIRED.
+    pub kinds: Option<Vec<RecordKind>>,
+    /// Event time at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Event time before.
+    pub to: Option<DateTime<Utc>>,
+    /// Exact code (lab code or CVX code).
+    pub code: Option<String>,
+    #[graphql(default = false)]
+    pub include_entered_in_error: bool,
+}
+
+/// The audit row of a list read: which records were shown (ids and kinds, no values).
+fn list_read(viewer: &Viewer, grant: &ReadGrant, field: &str, records: &[Record]) -> AuditEvent {
+    let ids: Vec<String> = records.iter().map(|r| r.row.id.to_string()).collect();
+    AuditEvent::by(viewer, "record.read", "patient")
+        .scope(grant)
+        .resource(grant.patient_id().to_string())
+        .detail(serde_json::json!({ "field": field, "count": records.len(), "records": ids }))
+}
+
+/// One page of a patient's records of `kinds` (None: every kind the grant covers).
+#[allow(clippy::too_many_arguments)]
+async fn page<N: relay::Node>(
+    ctx: &Context<'_>,
+    patient_id: Uuid,
+    field: &'static str,
+    kinds: Option<&[RecordKind]>,
+    filter: &RecordFilter,
+    first: i32,
+    after: Option<String>,
+    node: impl Fn(Record) -> N,
+) -> AppResult<Connection<N>> {
     let state = ctx.state()?;
     let viewer = ctx.viewer()?;
+    let first = relay::page_size(first)?;
+    let after = after.as_deref().map(position).transpose()?;
+    let grant = scope::read(state, viewer, patient_id, kinds, "record.read").await?;
+    let code = match &filter.code {
+        Some(c) => {
+            let c = short_text("code", c, 64)?;
+            Some(
+                grant
+                    .set()
+                    .kinds()
+                    .iter()
+                    .map(|k| family::code_filter(&state.keys, *k, &c))
+                    .collect(),
+            )
+        }
+        None => None,
+    };
+    let list = family::ListFilter {
+        from: filter.from,
+        to: filter.to,
+        code,
+        include_entered_in_error: filter.include_entered_in_error,
+        status: None,
+    };
+    let want_total = ctx.look_ahead().field("totalCount").exists();
+    let p = family::page(
+        &state.db,
+        &state.keys,
+        grant.set(),
+        &list,
+        first,
+        after,
+        want_total,
+    )
+    .await?;
+    state
+        .audit
+        .record(list_read(viewer, &grant, field, &p.records))
+        .await?;
+    let edges: Vec<Edge<N>> = p
+        .records
+        .into_iter()
+        .map(|r| Edge {
+            cursor: cursor(&r),
+            node: node(r),
+        })
+        .collect();
+    Ok(Connection {
+        page_info: PageInfo::new(edges.iter().map(|e| &e.cursor), p.has_next, after.is_some()),
+        edges,
+        total_count: p.total.unwrap_or(0),
+    })
+}
+
+/// The patient's records across kinds, newest first, limited to what the viewer's grant
+/// covers (a care-team provider sees only the categories the patient consented to).
+pub async fn records(
+    ctx: &Context<'_>,
+    patient_id: Uuid,
+    filter: Option<RecordFilter>,
+    first: i32,
+    after: Option<String>,
+) -> AppResult<Connection<MedicalRecord>> {
+    let filter = filter.unwrap_or_default();
+    let kinds = filter.kinds.clone();
+    page(
+        ctx,
+        patient_id,
+        "records",
+        kinds.as_deref(),
+        &filter,
+        first,
+        after,
+        MedicalRecord::from,
+    )
+    .await
+}
+
+macro_rules! kind_page {
+    ($fn:ident, $field:literal, $kind:ident, $ty:ident) => {
+        /// One page of the patient's records of this kind, newest first.
+        pub async fn $fn(
+            ctx: &Context<'_>,
+            patient_id: Uuid,
+            first: i32,
+            after: Option<String>,
+        ) -> AppResult<Connection<$ty>> {
+            page(
+                ctx,
+                patient_id,
+                $field,
+                Some(&[RecordKind::$kind]),
+                &RecordFilter::default(),
+                first,
+                after,
+                |r| $ty(Node { rec: r }),
+            )
+            .await
+        }
+    };
+}
+
+kind_page!(lab_results, "labResults", LabResult, LabResult);
+kind_page!(visit_notes, "visitNotes", VisitNote, VisitNote);
+kind_page!(immunizations, "immunizations", Immunization, Immunization);
+kind_page!(documents, "documents", Document, ClinicalDocument);
+
+/// The patient's medications (all, or only ACTIVE ones), oldest first; batched across
+/// patients by the DataLoader.
+pub async fn medications(
+    ctx: &Context<'_>,
+    patient_id: Uuid,
+    active_only: bool,
+) -> AppResult<Vec<Medication>> {
+    let status = active_only.then_some(MedicationStatus::Active.as_str());
+    let rows = by_patient(
+        ctx,
+        patient_id,
+        RecordKind::Medication,
+        "medications",
+        status,
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Medication(Node { rec: r }))
+        .collect())
+}
+
+/// The patient's allergies, oldest first; batched across patients by the DataLoader.
+pub async fn allergies(ctx: &Context<'_>, patient_id: Uuid) -> AppResult<Vec<Allergy>> {
+    let rows = by_patient(ctx, patient_id, RecordKind::Allergy, "allergies", None).await?;
+    Ok(rows.into_iter().map(|r| Allergy(Node { rec: r })).collect())
+}
+
+async fn by_patient(
+    ctx: &Context<'_>,
+    patient_id: Uuid,
+    kind: RecordKind,
+    field: &'static str,
+    status: Option<&'static str>,
+) -> AppResult<Vec<Record>> {
+    let state = ctx.state()?;
+    let viewer = ctx.viewer()?;
+    let grant = scope::read(state, viewer, patient_id, Some(&[kind]), "record.read").await?;
     let loader = ctx
-        .data::<async_graphql::dataloader::DataLoader<AllergiesByPatient>>()
-        .map_err(|_| AppError::internal_msg("allergy loader missing"))?;
+        .data::<async_graphql::dataloader::DataLoader<super::family_loader::RecordsByPatient>>()
+        .map_err(|_| AppError::internal_msg("records loader missing"))?;
     let rows = loader
-        .load_one(scope.patient_id())
+        .load_one(super::family_loader::RecordsKey::new(&grant, status))
         .await
         .map_err(|e| {
-            tracing::error!(error = ?e, "allergy loader failed");
-            AppError::internal_msg("loading allergies failed")
+            tracing::error!(error = ?e, "records loader failed");
+            AppError::internal_msg("loading records failed")
         })?
         .unwrap_or_default();
     state
         .audit
-        .record(
-            AuditEvent::by(viewer, "allergy.read", "patient")
-                .scope(scope)
-                .resource(scope.patient_id().to_string())
-                .detail(serde_json::json!({ "count": rows.len() })),
-        )
+        .record(list_read(viewer, &grant, field, &rows))
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| Allergy {
-            row,
-            keys: state.keys.clone(),
+    Ok(rows)
+}
+
+#[derive(Default)]
+pub struct RecordsQuery;
+
+#[Object]
+impl RecordsQuery {
+    /// One medical record. NOT_FOUND both when it does not exist and when you may not see
+    /// it (a SENSITIVE record without the SENSITIVE consent included).
+    #[graphql(guard = "RoleGuard(PATIENT_DATA_ROLES)")]
+    async fn record(&self, ctx: &Context<'_>, id: ID) -> Result<MedicalRecord> {
+        let state = ctx.state()?;
+        let viewer = ctx.viewer()?;
+        let id = relay::parse_id("id", &id)?;
+        let (grant, rec) = scope::one(state, viewer, id, "record.read").await?;
+        state
+            .audit
+            .record(
+                AuditEvent::by(viewer, "record.read", "medical_record")
+                    .scope(&grant)
+                    .resource(id.to_string())
+                    .detail(serde_json::json!({ "kind": rec.row.kind })),
+            )
+            .await?;
+        Ok(rec.into())
+    }
+}
+
+/// Everything a new record is made of, parsed from one of the inputs below.
+struct Parsed {
+    content: Content,
+    sensitivity: Sensitivity,
+    occurred_at: DateTime<Utc>,
+    provider_id: Option<Uuid>,
+    body: Option<Vec<u8>>,
+}
+
+fn day(d: NaiveDate) -> DateTime<Utc> {
+    d.and_time(NaiveTime::MIN).and_utc()
+}
+
+fn not_future(field: &'static str, t: DateTime<Utc>) -> AppResult<DateTime<Utc>> {
+    // A minute of clock skew between a client and the server is not an error.
+    if t > Utc::now() + chrono::Duration::minutes(1) {
+        return Err(AppError::validation(field, "must not be in the future"));
+    }
+    Ok(t)
+}
+
+fn provider_arg(viewer: &Viewer, id: Option<&ID>, field: &'static str) -> AppResult<Option<Uuid>> {
+    match id {
+        Some(id) => relay::parse_id(field, id).map(Some),
+        None => Ok(viewer.provider_id),
+    }
+}
+
+/// A new lab result.
+#[derive(InputObject)]
+pub struct RecordLabResultInput {
+    pub code: String,
+    #[graphql(default = "http://loinc.org")]
+    pub system: String,
+    pub display: Option<String>,
+    pub value: String,
+    /// UCUM unit.
+    pub unit: Option<String>,
+    pub reference_range: Option<String>,
+    #[graphql(default = false)]
+    pub abnormal: bool,
+    pub observed_at: DateTime<Utc>,
+    #[graphql(default_with = "Sensitivity::Normal")]
+    pub sensitivity: Sensitivity,
+}
+
+impl RecordLabResultInput {
+    fn parse(&self) -> AppResult<Parsed> {
+        Ok(Parsed {
+            content: Content::Lab(LabContent {
+                code: short_text("code", &self.code, 64)?,
+                system: short_text("system", &self.system, 200)?,
+                display: short_text_opt("display", self.display.as_deref(), 200)?,
+                value: short_text("value", &self.value, 200)?,
+                unit: short_text_opt("unit", self.unit.as_deref(), 40)?,
+                reference_range: short_text_opt(
+                    "referenceRange",
+                    self.reference_range.as_deref(),
+                    100,
+                )?,
+                abnormal: self.abnormal,
+            }),
+            sensitivity: self.sensitivity,
+            occurred_at: not_future("observedAt", self.observed_at)?,
+            provider_id: None,
+            body: None,
         })
-        .collect())
+    }
+}
+
+/// A new visit note.
+#[derive(InputObject)]
+pub struct AddVisitNoteInput {
+    pub encounter_on: NaiveDate,
+    pub text: String,
+    /// The author's provider id; the signed-in provider when omitted.
+    pub author_id: Option<ID>,
+    #[graphql(default_with = "Sensitivity::Normal")]
+    pub sensitivity: Sensitivity,
+}
+
+impl AddVisitNoteInput {
+    fn parse(&self, viewer: &Viewer) -> AppResult<Parsed> {
+        Ok(Parsed {
+            content: Content::Note(NoteContent {
+                text: parse_clinical_text("text", &self.text, 20_000)?,
+            }),
+            sensitivity: self.sensitivity,
+            occurred_at: not_future("encounterOn", day(self.encounter_on))?,
+            provider_id: provider_arg(viewer, self.author_id.as_ref(), "authorId")?,
+            body: None,
+        })
+    }
+}
+
+/// A new prescription.
+#[derive(InputObject)]
+pub struct PrescribeMedicationInput {
+    pub drug: String,
+    pub dose: String,
+    pub route: String,
+    pub frequency: String,
+    pub start_on: NaiveDate,
+    pub stop_on: Option<NaiveDate>,
+    /// The prescriber's provider id; the signed-in provider when omitted.
+    pub prescriber_id: Option<ID>,
+    #[graphql(default_with = "Sensitivity::Normal")]
+    pub sensitivity: Sensitivity,
+}
+
+impl PrescribeMedicationInput {
+    fn parse(&self, viewer: &Viewer) -> AppResult<Parsed> {
+        if self.stop_on.is_some_and(|s| s < self.start_on) {
+            return Err(AppError::validation("stopOn", "must not be before startOn"));
+        }
+        Ok(Parsed {
+            content: Content::Medication(MedicationContent {
+                drug: short_text("drug", &self.drug, 200)?,
+                dose: short_text("dose", &self.dose, 100)?,
+                route: short_text("route", &self.route, 100)?,
+                frequency: short_text("frequency", &self.frequency, 100)?,
+                stop_on: self.stop_on,
+                stop_reason: None,
+            }),
+            sensitivity: self.sensitivity,
+            occurred_at: day(self.start_on),
+            provider_id: provider_arg(viewer, self.prescriber_id.as_ref(), "prescriberId")?,
+            body: None,
+        })
+    }
 }
 
 /// A new allergy.
@@ -110,6 +781,301 @@ pub struct RecordAllergyInput {
     pub substance: String,
     pub reaction: Option<String>,
     pub severity: AllergySeverity,
+    #[graphql(default_with = "Sensitivity::Normal")]
+    pub sensitivity: Sensitivity,
+}
+
+impl RecordAllergyInput {
+    fn parse(&self) -> AppResult<Parsed> {
+        Ok(Parsed {
+            content: Content::Allergy(AllergyContent {
+                substance: parse_clinical_text("substance", &self.substance, 200)?,
+                reaction: self
+                    .reaction
+                    .as_deref()
+                    .map(|r| parse_clinical_text("reaction", r, 1000))
+                    .transpose()?,
+                severity: self.severity,
+                resolved_at: None,
+                resolved_by: None,
+            }),
+            sensitivity: self.sensitivity,
+            occurred_at: Utc::now(),
+            provider_id: None,
+            body: None,
+        })
+    }
+}
+
+/// A vaccine given.
+#[derive(InputObject)]
+pub struct RecordImmunizationInput {
+    /// CVX code (CDC); an unknown code is VALIDATION.
+    pub cvx_code: String,
+    pub administered_on: NaiveDate,
+    pub lot: Option<String>,
+    pub site: Option<String>,
+    pub route: Option<String>,
+    pub dose: Option<String>,
+    pub dose_unit: Option<String>,
+    /// Who gave it (provider id); the signed-in provider when omitted.
+    pub performer_id: Option<ID>,
+    #[graphql(default_with = "Sensitivity::Normal")]
+    pub sensitivity: Sensitivity,
+}
+
+impl RecordImmunizationInput {
+    fn parse(&self, viewer: &Viewer) -> AppResult<Parsed> {
+        let vaccine = super::cvx::vaccine(&self.cvx_code).ok_or(AppError::validation(
+            "cvxCode",
+            "is not a CVX code in the CDC table",
+        ))?;
+        Ok(Parsed {
+            content: Content::Immunization(ImmunizationContent {
+                cvx_code: vaccine.code.to_owned(),
+                vaccine: vaccine.name.to_owned(),
+                lot: short_text_opt("lot", self.lot.as_deref(), 40)?,
+                site: short_text_opt("site", self.site.as_deref(), 100)?,
+                route: short_text_opt("route", self.route.as_deref(), 100)?,
+                dose: short_text_opt("dose", self.dose.as_deref(), 20)?,
+                dose_unit: short_text_opt("doseUnit", self.dose_unit.as_deref(), 20)?,
+            }),
+            sensitivity: self.sensitivity,
+            occurred_at: not_future("administeredOn", day(self.administered_on))?,
+            provider_id: provider_arg(viewer, self.performer_id.as_ref(), "performerId")?,
+            body: None,
+        })
+    }
+}
+
+/// A new clinical document.
+#[derive(InputObject)]
+pub struct AddDocumentInput {
+    pub title: String,
+    pub document_type: String,
+    pub classification: Option<String>,
+    pub content_type: String,
+    /// The document, base64 (standard alphabet), at most 1 MiB decoded.
+    pub content: String,
+    #[graphql(default_with = "Sensitivity::Normal")]
+    pub sensitivity: Sensitivity,
+}
+
+impl AddDocumentInput {
+    fn parse(&self) -> AppResult<Parsed> {
+        // Checked before decoding: base64 is 4 characters per 3 bytes.
+        if self.content.len() > family::MAX_DOCUMENT_BYTES.div_ceil(3) * 4 + 4 {
+            return Err(AppError::validation("content", "must be at most 1 MiB"));
+        }
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(self.content.trim())
+            .map_err(|_| AppError::validation("content", "must be base64"))?;
+        if body.is_empty() {
+            return Err(AppError::validation("content", "must not be empty"));
+        }
+        if body.len() > family::MAX_DOCUMENT_BYTES {
+            return Err(AppError::validation("content", "must be at most 1 MiB"));
+        }
+        Ok(Parsed {
+            content: Content::Document(DocumentContent {
+                title: short_text("title", &self.title, 200)?,
+                document_type: short_text("documentType", &self.document_type, 100)?,
+                classification: short_text_opt(
+                    "classification",
+                    self.classification.as_deref(),
+                    100,
+                )?,
+                content_type: content_type(&self.content_type)?,
+                blob_id: Uuid::nil(),
+                size: 0,
+            }),
+            sensitivity: self.sensitivity,
+            occurred_at: Utc::now(),
+            provider_id: None,
+            body: Some(body),
+        })
+    }
+}
+
+/// A record's new content: exactly one field, of the record's own kind.
+#[derive(InputObject, Default)]
+pub struct AmendRecordInput {
+    pub lab_result: Option<RecordLabResultInput>,
+    pub visit_note: Option<AddVisitNoteInput>,
+    pub medication: Option<PrescribeMedicationInput>,
+    pub allergy: Option<RecordAllergyInput>,
+    pub immunization: Option<RecordImmunizationInput>,
+    pub document: Option<AddDocumentInput>,
+}
+
+impl AmendRecordInput {
+    fn parse(&self, viewer: &Viewer) -> AppResult<Parsed> {
+        let given = [
+            self.lab_result.is_some(),
+            self.visit_note.is_some(),
+            self.medication.is_some(),
+            self.allergy.is_some(),
+            self.immunization.is_some(),
+            self.document.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(AppError::validation(
+                "input",
+                "give exactly one field: the record's kind",
+            ));
+        }
+        if let Some(i) = &self.lab_result {
+            return i.parse();
+        }
+        if let Some(i) = &self.visit_note {
+            return i.parse(viewer);
+        }
+        if let Some(i) = &self.medication {
+            return i.parse(viewer);
+        }
+        if let Some(i) = &self.allergy {
+            return i.parse();
+        }
+        if let Some(i) = &self.immunization {
+            return i.parse(viewer);
+        }
+        match &self.document {
+            Some(i) => i.parse(),
+            None => Err(AppError::validation("input", "give exactly one field")),
+        }
+    }
+}
+
+/// Hash input for idempotency: the operation's full request, as text (sealed into a keyed
+/// hash, never stored).
+fn request_text(patient_id: Uuid, p: &Parsed) -> AppResult<String> {
+    let body = p
+        .body
+        .as_ref()
+        .map(|b| hex::encode(ring_digest(b)))
+        .unwrap_or_default();
+    let json = String::from_utf8(p.content.to_json()?)
+        .map_err(|_| AppError::internal_msg("record content is not text"))?;
+    Ok(format!(
+        "{patient_id}|{}|{}|{:?}|{json}|{body}",
+        p.sensitivity.as_str(),
+        p.occurred_at.timestamp_micros(),
+        p.provider_id
+    ))
+}
+
+fn ring_digest(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).into()
+}
+
+/// Create a record of the kind `parsed` holds, under the write grant for its category.
+async fn create(
+    ctx: &Context<'_>,
+    patient_id: &ID,
+    parsed: AppResult<Parsed>,
+    operation: &'static str,
+    idempotency_key: Option<String>,
+) -> Result<MedicalRecord> {
+    let state = ctx.state()?;
+    let viewer = ctx.viewer()?;
+    let patient_id = relay::parse_id("patientId", patient_id)?;
+    let p = parsed?;
+    if let Some(provider) = p.provider_id {
+        ensure_provider(state, provider).await?;
+    }
+    let idem = idempotency_key
+        .as_deref()
+        .map(|k| {
+            let k = short_text("idempotencyKey", k, 200)?;
+            Ok::<_, AppError>(Idempotency::new(
+                &state.keys,
+                &k,
+                operation,
+                &request_text(patient_id, &p)?,
+            ))
+        })
+        .transpose()?;
+    let kind = p.content.kind();
+    let grant = scope::write(
+        state,
+        viewer,
+        patient_id,
+        kind,
+        p.sensitivity == Sensitivity::Sensitive,
+        "record.create",
+    )
+    .await?;
+    let mut tx = WriteTxn::begin(&state.db).await?;
+    let rec = family::create(
+        &mut tx,
+        &state.keys,
+        viewer,
+        &grant,
+        NewRecord {
+            content: p.content,
+            sensitivity: p.sensitivity,
+            occurred_at: p.occurred_at,
+            provider_id: p.provider_id,
+            body: p.body,
+        },
+        idem.as_ref(),
+    )
+    .await?;
+    tx.commit().await?;
+    if rec.kind() != kind {
+        return Err(AppError::Conflict(
+            "this idempotency key was already used with a different input; use a new key",
+        )
+        .into());
+    }
+    Ok(rec.into())
+}
+
+/// The provider id names a provider (VALIDATION otherwise).
+async fn ensure_provider(state: &AppState, id: Uuid) -> AppResult<()> {
+    use sea_orm::EntityTrait;
+    match entity::providers::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+    {
+        Some(_) => Ok(()),
+        None => Err(AppError::validation("providerId", "is not a provider")),
+    }
+}
+
+/// Change an existing record: the grant is for the record's category (and SENSITIVE when
+/// the record is or becomes sensitive); `f` computes the new state from the current one.
+async fn modify(
+    ctx: &Context<'_>,
+    id: &ID,
+    how: Change,
+    reason: Option<String>,
+    expected_version: Option<i32>,
+    f: impl FnOnce(&Record) -> AppResult<Changed>,
+) -> Result<MedicalRecord> {
+    let state = ctx.state()?;
+    let viewer = ctx.viewer()?;
+    let id = relay::parse_id("id", id)?;
+    let reason = reason.as_deref().map(parse_reason).transpose()?;
+    let grant = scope::modify(state, viewer, id, how.action()).await?;
+    let mut tx = WriteTxn::begin(&state.db).await?;
+    let before = family::current(&tx, &state.keys, grant.patient_id(), id).await?;
+    let after = f(&before)?;
+    let rec = family::change(
+        &mut tx,
+        &state.keys,
+        viewer,
+        &grant,
+        before,
+        after,
+        how,
+        reason.as_deref(),
+        expected_version,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(rec.into())
 }
 
 #[derive(Default)]
@@ -117,6 +1083,90 @@ pub struct RecordsMutation;
 
 #[Object]
 impl RecordsMutation {
+    /// Record a lab result (care-team PROVIDER with RECORDS consent, or ADMIN).
+    #[graphql(guard = "RoleGuard(STAFF)")]
+    async fn record_lab_result(
+        &self,
+        ctx: &Context<'_>,
+        patient_id: ID,
+        input: RecordLabResultInput,
+        idempotency_key: Option<String>,
+    ) -> Result<MedicalRecord> {
+        create(
+            ctx,
+            &patient_id,
+            input.parse(),
+            "recordLabResult",
+            idempotency_key,
+        )
+        .await
+    }
+
+    /// Add a visit note (care-team PROVIDER with RECORDS consent, or ADMIN).
+    #[graphql(guard = "RoleGuard(STAFF)")]
+    async fn add_visit_note(
+        &self,
+        ctx: &Context<'_>,
+        patient_id: ID,
+        input: AddVisitNoteInput,
+        idempotency_key: Option<String>,
+    ) -> Result<MedicalRecord> {
+        let parsed = input.parse(ctx.viewer()?);
+        create(ctx, &patient_id, parsed, "addVisitNote", idempotency_key).await
+    }
+
+    /// Prescribe a medication (care-team PROVIDER with MEDICATIONS consent, or ADMIN).
+    /// With an idempotency key, a double submission returns the first prescription.
+    #[graphql(guard = "RoleGuard(STAFF)")]
+    async fn prescribe_medication(
+        &self,
+        ctx: &Context<'_>,
+        patient_id: ID,
+        input: PrescribeMedicationInput,
+        idempotency_key: Option<String>,
+    ) -> Result<MedicalRecord> {
+        let parsed = input.parse(ctx.viewer()?);
+        create(
+            ctx,
+            &patient_id,
+            parsed,
+            "prescribeMedication",
+            idempotency_key,
+        )
+        .await
+    }
+
+    /// Stop an active medication, saying why.
+    #[graphql(guard = "RoleGuard(STAFF)")]
+    async fn stop_medication(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: String,
+    ) -> Result<MedicalRecord> {
+        let why = parse_reason(&reason)?;
+        modify(ctx, &id, Change::Stop, Some(reason), None, |r| {
+            let Content::Medication(m) = &r.content else {
+                return Err(AppError::validation("id", "is not a medication"));
+            };
+            if r.row.status.as_deref() == Some(MedicationStatus::Stopped.as_str()) {
+                return Err(AppError::Conflict("the medication is already stopped"));
+            }
+            let mut m = m.clone();
+            m.stop_on = Some(Utc::now().date_naive());
+            m.stop_reason = Some(why);
+            Ok(Changed {
+                content: Content::Medication(m),
+                status: Some(MedicationStatus::Stopped.as_str().into()),
+                record_status: RecordStatus::parse(&r.row.record_status)
+                    .unwrap_or(RecordStatus::Current),
+                occurred_at: r.row.occurred_at,
+                body: None,
+            })
+        })
+        .await
+    }
+
     /// Record an allergy (care-team PROVIDER with ALLERGIES consent, or ADMIN).
     #[graphql(guard = "RoleGuard(STAFF)")]
     async fn record_allergy(
@@ -124,56 +1174,171 @@ impl RecordsMutation {
         ctx: &Context<'_>,
         patient_id: ID,
         input: RecordAllergyInput,
+        idempotency_key: Option<String>,
     ) -> Result<Allergy> {
-        let state = ctx.state()?;
-        let viewer = ctx.viewer()?;
-        let patient_id = parse_id("patientId", &patient_id)?;
-        let a = NewAllergy {
-            substance: parse_clinical_text("substance", &input.substance, 200)?,
-            reaction: input
-                .reaction
-                .as_deref()
-                .map(|r| parse_clinical_text("reaction", r, 1000))
-                .transpose()?,
-            severity: input.severity,
-        };
-        let scope =
-            access::clinical_write_scope::<Allergies>(state, viewer, patient_id, "allergy.create")
-                .await?;
-        let row = service::record(state, viewer, &scope, a).await?;
-        Ok(Allergy {
-            row,
-            keys: state.keys.clone(),
-        })
+        match create(
+            ctx,
+            &patient_id,
+            input.parse(),
+            "recordAllergy",
+            idempotency_key,
+        )
+        .await?
+        {
+            MedicalRecord::Allergy(a) => Ok(a),
+            _ => Err(AppError::internal_msg("an allergy write returned another kind").into()),
+        }
     }
 
     /// Mark an allergy resolved (same rights as recording one).
     #[graphql(guard = "RoleGuard(STAFF)")]
     async fn resolve_allergy(&self, ctx: &Context<'_>, id: ID) -> Result<Allergy> {
-        let state = ctx.state()?;
-        let viewer = ctx.viewer()?;
-        let id = parse_id("id", &id)?;
-        let Some(patient_id) = service::patient_of(&state.db, id).await? else {
-            let e = AppError::NotFound;
-            return access::refuse(
-                state,
-                viewer,
-                "allergy.resolve",
-                "allergy",
-                id.to_string(),
-                None,
-                e,
-            )
-            .await
-            .map_err(Into::into);
-        };
-        let scope =
-            access::clinical_write_scope::<Allergies>(state, viewer, patient_id, "allergy.resolve")
-                .await?;
-        let row = service::resolve(state, viewer, &scope, id).await?;
-        Ok(Allergy {
-            row,
-            keys: state.keys.clone(),
+        let viewer = ctx.viewer()?.user_id;
+        let r = modify(ctx, &id, Change::Resolve, None, None, |r| {
+            let Content::Allergy(a) = &r.content else {
+                return Err(AppError::validation("id", "is not an allergy"));
+            };
+            if r.row.status.as_deref() == Some(AllergyStatus::Resolved.as_str()) {
+                return Err(AppError::Conflict("the allergy is already resolved"));
+            }
+            let mut a = a.clone();
+            a.resolved_at = Some(Utc::now());
+            a.resolved_by = Some(viewer);
+            Ok(Changed {
+                content: Content::Allergy(a),
+                status: Some(AllergyStatus::Resolved.as_str().into()),
+                record_status: RecordStatus::parse(&r.row.record_status)
+                    .unwrap_or(RecordStatus::Current),
+                occurred_at: r.row.occurred_at,
+                body: None,
+            })
         })
+        .await?;
+        match r {
+            MedicalRecord::Allergy(a) => Ok(a),
+            _ => Err(AppError::internal_msg("an allergy change returned another kind").into()),
+        }
+    }
+
+    /// Record an immunization (care-team PROVIDER with IMMUNIZATIONS consent, or ADMIN).
+    #[graphql(guard = "RoleGuard(STAFF)")]
+    async fn record_immunization(
+        &self,
+        ctx: &Context<'_>,
+        patient_id: ID,
+        input: RecordImmunizationInput,
+        idempotency_key: Option<String>,
+    ) -> Result<MedicalRecord> {
+        let parsed = input.parse(ctx.viewer()?);
+        create(
+            ctx,
+            &patient_id,
+            parsed,
+            "recordImmunization",
+            idempotency_key,
+        )
+        .await
+    }
+
+    /// Add a clinical document (care-team PROVIDER with DOCUMENTS consent, or ADMIN).
+    #[graphql(guard = "RoleGuard(STAFF)")]
+    async fn add_document(
+        &self,
+        ctx: &Context<'_>,
+        patient_id: ID,
+        input: AddDocumentInput,
+        idempotency_key: Option<String>,
+    ) -> Result<MedicalRecord> {
+        create(
+            ctx,
+            &patient_id,
+            input.parse(),
+            "addDocument",
+            idempotency_key,
+        )
+        .await
+    }
+
+    /// Replace a record's content, keeping every prior version in `history`. A stale
+    /// `expectedVersion` is CONFLICT.
+    #[graphql(guard = "RoleGuard(STAFF)")]
+    async fn amend_record(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        expected_version: i32,
+        input: AmendRecordInput,
+        reason: Option<String>,
+    ) -> Result<MedicalRecord> {
+        let parsed = input.parse(ctx.viewer()?)?;
+        if let Some(provider) = parsed.provider_id {
+            ensure_provider(ctx.state()?, provider).await?;
+        }
+        modify(ctx, &id, Change::Amend, reason, Some(expected_version), move |r| {
+            if parsed.content.kind() != r.kind() {
+                return Err(AppError::validation(
+                    "input",
+                    "must be the record's own kind",
+                ));
+            }
+            if parsed.sensitivity.as_str() != r.row.sensitivity {
+                return Err(AppError::validation(
+                    "sensitivity",
+                    "cannot change by amendment; mark the record entered in error and record it again",
+                ));
+            }
+            let mut content = parsed.content;
+            // A document amended without new content keeps its body.
+            if let (Content::Document(new), Content::Document(old), None) =
+                (&mut content, &r.content, &parsed.body)
+            {
+                new.blob_id = old.blob_id;
+                new.size = old.size;
+            }
+            // What the amendment does not describe stays as it was.
+            if let (Content::Allergy(new), Content::Allergy(old)) = (&mut content, &r.content) {
+                new.resolved_at = old.resolved_at;
+                new.resolved_by = old.resolved_by;
+            }
+            if let (Content::Medication(new), Content::Medication(old)) =
+                (&mut content, &r.content)
+                && new.stop_reason.is_none()
+            {
+                new.stop_reason = old.stop_reason.clone();
+            }
+            let occurred_at = match r.kind() {
+                RecordKind::Allergy | RecordKind::Document => r.row.occurred_at,
+                _ => parsed.occurred_at,
+            };
+            Ok(Changed {
+                content,
+                status: r.row.status.clone(),
+                record_status: RecordStatus::Amended,
+                occurred_at,
+                body: parsed.body,
+            })
+        })
+        .await
+    }
+
+    /// Withdraw a record as a mistake. It stays, marked ENTERED_IN_ERROR, and leaves lists
+    /// unless they ask for it; it can no longer change.
+    #[graphql(guard = "RoleGuard(STAFF)")]
+    async fn mark_entered_in_error(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: String,
+    ) -> Result<MedicalRecord> {
+        modify(ctx, &id, Change::EnteredInError, Some(reason), None, |r| {
+            Ok(Changed {
+                content: r.content.clone(),
+                status: r.row.status.clone(),
+                record_status: RecordStatus::EnteredInError,
+                occurred_at: r.row.occurred_at,
+                body: None,
+            })
+        })
+        .await
     }
 }

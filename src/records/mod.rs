@@ -1,6 +1,12 @@
-//! Clinical records. Allergies are the first category; later categories reuse the same
-//! consent-scoped field mechanism on `Patient`.
+//! Medical records: one family of six kinds (lab results, visit notes, medications,
+//! allergies, immunizations, documents) in one table, each kind read under its consent
+//! category. Adding a kind is its content struct (`kinds`), its GraphQL type (`graphql`,
+//! one `record_type!`), its FHIR mapping (`fhir`) and a consent category in `access`.
+pub mod cvx;
+pub mod family;
+pub mod family_loader;
+pub mod fhir;
 pub mod graphql;
-pub mod loaders;
-pub mod service;
+pub mod kinds;
+pub mod scope;
 pub mod types;

@@ -2,7 +2,8 @@ use async_graphql::Enum;
 
 pub use crate::input::parse_clinical_text;
 
-#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AllergySeverity {
     Mild,
     Moderate,

@@ -12,13 +12,19 @@ use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::consent::graphql::{ConsentMutation, ConsentQuery};
 use crate::graphql::{Limits, pipeline};
 use crate::patients::graphql::{PatientMutation, PatientQuery};
-use crate::records::graphql::RecordsMutation;
-use crate::records::loaders::AllergiesByPatient;
+use crate::records::family_loader::RecordsByPatient;
+use crate::records::graphql::{RecordsMutation, RecordsQuery};
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(AuthQuery, PatientQuery, ConsentQuery, AuditQuery);
+pub struct QueryRoot(
+    AuthQuery,
+    PatientQuery,
+    RecordsQuery,
+    ConsentQuery,
+    AuditQuery,
+);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
@@ -79,10 +85,11 @@ pub fn sdl() -> String {
 }
 
 /// Per-request loaders.
-pub fn request_loaders(state: &AppState) -> DataLoader<AllergiesByPatient> {
+pub fn request_loaders(state: &AppState) -> DataLoader<RecordsByPatient> {
     DataLoader::new(
-        AllergiesByPatient {
+        RecordsByPatient {
             db: state.db.clone(),
+            keys: state.keys.clone(),
         },
         tokio::spawn,
     )

@@ -240,7 +240,7 @@ async fn consent_withdrawal_applies_on_the_next_request(b: Backend) {
         "{r}"
     );
     assert_eq!(
-        app.audit_count("outcome = 'DENIED' AND action LIKE 'allergy.%'")
+        app.audit_count("outcome = 'DENIED' AND action LIKE 'record.%'")
             .await,
         2
     );

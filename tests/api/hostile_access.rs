@@ -70,7 +70,7 @@ async fn break_glass_is_read_only_for_clinical_writes(b: Backend) {
         r["data"]["patient"]["allergies"][0]["substance"], "Demo peanut protein",
         "{r}"
     );
-    let allergies_before = count(&app, "allergies").await;
+    let allergies_before = count(&app, "medical_records WHERE kind = 'ALLERGY'").await;
 
     // It writes nothing clinical: both writes FORBIDDEN, saying why, each denial audited.
     let r = app.gql(Some(&doc2), RECORD, json!({ "id": pid })).await;
@@ -90,8 +90,18 @@ async fn break_glass_is_read_only_for_clinical_writes(b: Backend) {
     assert!(message(&r).contains("read-only"), "{r}");
 
     // Nothing was written: no new allergy, the seeded one still active, no write audited.
-    assert_eq!(count(&app, "allergies").await, allergies_before);
-    assert_eq!(count(&app, "allergies WHERE status = 'RESOLVED'").await, 0);
+    assert_eq!(
+        count(&app, "medical_records WHERE kind = 'ALLERGY'").await,
+        allergies_before
+    );
+    assert_eq!(
+        count(
+            &app,
+            "medical_records WHERE kind = 'ALLERGY' AND status = 'RESOLVED'"
+        )
+        .await,
+        0
+    );
     let r = app
         .gql(Some(&doc2), READ_ALLERGIES, json!({ "id": pid }))
         .await;
@@ -99,7 +109,7 @@ async fn break_glass_is_read_only_for_clinical_writes(b: Backend) {
     assert_eq!(list.len(), 1, "{r}");
     assert_eq!(list[0]["status"], "ACTIVE", "{r}");
     assert_eq!(count(&app, "patients WHERE version <> 1").await, 0);
-    for action in ["allergy.create", "allergy.resolve", "patient.update"] {
+    for action in ["record.create", "record.resolve", "patient.update"] {
         assert_eq!(
             app.audit_count(&format!(
                 "action = '{action}' AND outcome = 'DENIED' AND actor_role = 'PROVIDER'"
@@ -136,13 +146,14 @@ async fn break_glass_is_read_only_for_clinical_writes(b: Backend) {
     assert!(r["data"]["grantConsent"]["id"].is_string(), "{r}");
     let r = app.gql(Some(&doc2), RECORD, json!({ "id": pid })).await;
     assert!(r["data"]["recordAllergy"]["id"].is_string(), "{r}");
-    assert_eq!(count(&app, "allergies").await, allergies_before + 1);
+    assert_eq!(
+        count(&app, "medical_records WHERE kind = 'ALLERGY'").await,
+        allergies_before + 1
+    );
     // Its audit row does not claim break-glass: the write rests on care team and consent.
     assert_eq!(
-        app.audit_count(
-            "action = 'allergy.create' AND outcome = 'SUCCESS' AND break_glass = FALSE"
-        )
-        .await,
+        app.audit_count("action = 'record.create' AND outcome = 'SUCCESS' AND break_glass = FALSE")
+            .await,
         1
     );
 }
@@ -261,7 +272,7 @@ async fn archived_patient_is_not_found_before_consent(b: Backend) {
         )
         .await;
     assert_eq!(code(&missing), Some("NOT_FOUND"));
-    let allergies_before = count(&app, "allergies").await;
+    let allergies_before = count(&app, "medical_records WHERE kind = 'ALLERGY'").await;
 
     let check = |phase: &'static str| {
         let app = &app;
@@ -318,8 +329,18 @@ async fn archived_patient_is_not_found_before_consent(b: Backend) {
     check("without consent").await;
 
     // Nothing was written, and no refusal named a consent scope.
-    assert_eq!(count(&app, "allergies").await, allergies_before);
-    assert_eq!(count(&app, "allergies WHERE status = 'RESOLVED'").await, 0);
+    assert_eq!(
+        count(&app, "medical_records WHERE kind = 'ALLERGY'").await,
+        allergies_before
+    );
+    assert_eq!(
+        count(
+            &app,
+            "medical_records WHERE kind = 'ALLERGY' AND status = 'RESOLVED'"
+        )
+        .await,
+        0
+    );
     assert_eq!(
         app.audit_count("outcome = 'DENIED' AND detail LIKE '%CONSENT_REQUIRED%'")
             .await,
@@ -327,7 +348,7 @@ async fn archived_patient_is_not_found_before_consent(b: Backend) {
     );
     assert_eq!(
         app.audit_count(
-            "action IN ('allergy.create', 'allergy.resolve') AND outcome = 'DENIED' AND detail LIKE '%NOT_FOUND%'"
+            "action IN ('record.create', 'record.resolve') AND outcome = 'DENIED' AND detail LIKE '%NOT_FOUND%'"
         )
         .await,
         // two phases × two providers × two writes, plus the missing-patient probe
@@ -377,7 +398,14 @@ async fn invisible_patient_is_not_found_before_consent(b: Backend) {
             .await,
         0
     );
-    assert_eq!(count(&app, "allergies WHERE status = 'RESOLVED'").await, 0);
+    assert_eq!(
+        count(
+            &app,
+            "medical_records WHERE kind = 'ALLERGY' AND status = 'RESOLVED'"
+        )
+        .await,
+        0
+    );
 }
 
 const CREATE: &str = "mutation($i: CreatePatientInput!) { createPatient(input: $i) { id givenName middleName familyName version emergencyContact { name } } }";

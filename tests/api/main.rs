@@ -12,3 +12,4 @@ mod matrix;
 mod patients;
 mod platform;
 mod queries;
+mod records;

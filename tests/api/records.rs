@@ -1,0 +1,681 @@
+//! Medical records: every kind written and read over HTTP, consent per category inside
+//! mixed lists, SENSITIVE records, amendments with history, idempotent writes, refusals by
+//! role, audit rows and ciphertext at rest.
+use base64::Engine;
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::on_both_backends;
+
+on_both_backends!(
+    every_kind_is_written_and_read_back,
+    consent_per_category_inside_mixed_lists,
+    sensitive_records_need_the_sensitive_consent,
+    amendments_keep_history_and_check_the_version,
+    idempotent_writes_do_not_duplicate,
+    writes_are_refused_to_whom_they_must_be,
+    record_by_id_follows_the_same_decision,
+    record_values_are_ciphertext_at_rest,
+    list_reads_are_audited_with_the_records_shown,
+);
+
+const LAB: &str = r#"mutation($p: ID!, $k: String) { recordLabResult(patientId: $p, idempotencyKey: $k, input: {
+    code: "2345-7", display: "Glucose", value: "5.4", unit: "mmol/L", referenceRange: "3.9-5.5",
+    observedAt: "2026-11-20T08:30:00Z" }) { id kind version recordStatus ... on LabResult { code value unit abnormal observedAt } } }"#;
+const NOTE: &str = r#"mutation($p: ID!) { addVisitNote(patientId: $p, input: {
+    encounterOn: "2026-11-21", text: "Demo note: feeling better." }) { id kind ... on VisitNote { text encounterOn authorId } } }"#;
+const MED: &str = r#"mutation($p: ID!, $k: String, $drug: String!) { prescribeMedication(patientId: $p, idempotencyKey: $k, input: {
+    drug: $drug, dose: "500 mg", route: "oral", frequency: "twice daily", startOn: "2026-11-01" }) { id kind ... on Medication { drug status startOn prescriberId } } }"#;
+const IMM: &str = r#"mutation($p: ID!, $cvx: String!) { recordImmunization(patientId: $p, input: {
+    cvxCode: $cvx, administeredOn: "2026-11-25", lot: "DEMO-LOT-1", site: "left deltoid", dose: "0.5", doseUnit: "mL" }) { id kind ... on Immunization { cvxCode vaccine administeredOn lot } } }"#;
+const DOC: &str = r#"mutation($p: ID!, $c: String!, $s: Sensitivity! = NORMAL) { addDocument(patientId: $p, input: {
+    title: "Demo discharge letter", documentType: "Discharge summary", contentType: "text/plain", content: $c, sensitivity: $s }) { id kind sensitivity ... on ClinicalDocument { title size contentType } } }"#;
+const ALLERGY: &str = r#"mutation($p: ID!) { recordAllergy(patientId: $p, input: { substance: "Demo latex", severity: MODERATE }) { id substance status } }"#;
+
+const RECORDS: &str = r#"query($p: ID!, $f: RecordFilter, $first: Int! = 20, $after: String) { patient(id: $p) { givenName
+    records(filter: $f, first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor }
+      edges { cursor node { id kind version recordStatus sensitivity } } } } }"#;
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// Replace every consent the patient gave the doctor with one covering `scopes`.
+async fn consent_only(app: &TestApp, scopes: &[&str]) {
+    let pat = app.token(PATIENT).await;
+    let pid = app.patient_id(PATIENT).await;
+    let r = app
+        .gql(
+            Some(&pat),
+            "query($id: ID!) { consents(patientId: $id) { id status } }",
+            json!({ "id": pid }),
+        )
+        .await;
+    for c in r["data"]["consents"].as_array().expect("consents") {
+        if c["status"] == "ACTIVE" {
+            let w = app
+                .gql(
+                    Some(&pat),
+                    "mutation($id: ID!) { withdrawConsent(id: $id) { status } }",
+                    json!({ "id": c["id"] }),
+                )
+                .await;
+            assert_eq!(w["data"]["withdrawConsent"]["status"], "WITHDRAWN", "{w}");
+        }
+    }
+    if scopes.is_empty() {
+        return;
+    }
+    let doc = app.provider_id(DOCTOR).await;
+    let r = app
+        .gql(
+            Some(&pat),
+            "mutation($p: ID!, $g: ID!, $s: [ConsentScope!]!) { grantConsent(input: { patientId: $p, granteeProviderId: $g, scopes: $s }) { status } }",
+            json!({ "p": pid, "g": doc, "s": scopes }),
+        )
+        .await;
+    assert_eq!(r["data"]["grantConsent"]["status"], "ACTIVE", "{r}");
+}
+
+/// One record of every kind for the demo patient, written by the demo doctor.
+async fn write_one_of_each(app: &TestApp) -> Vec<String> {
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let mut ids = Vec::new();
+    for (q, v, field) in [
+        (LAB, json!({ "p": pid }), "recordLabResult"),
+        (NOTE, json!({ "p": pid }), "addVisitNote"),
+        (
+            MED,
+            json!({ "p": pid, "drug": "Demo metformin" }),
+            "prescribeMedication",
+        ),
+        (IMM, json!({ "p": pid, "cvx": "208" }), "recordImmunization"),
+        (
+            DOC,
+            json!({ "p": pid, "c": b64("Demo letter body") }),
+            "addDocument",
+        ),
+        (ALLERGY, json!({ "p": pid }), "recordAllergy"),
+    ] {
+        let r = app.gql(Some(&doc), q, v).await;
+        assert!(r["errors"].is_null(), "{field}: {r}");
+        ids.push(r["data"][field]["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+fn kinds(r: &Value) -> Vec<String> {
+    r["data"]["patient"]["records"]["edges"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|e| e["node"]["kind"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn every_kind_is_written_and_read_back(b: Backend) {
+    let app = spawn_app(b).await;
+    let pid = app.patient_id(PATIENT).await;
+    let doc = app.token(DOCTOR).await;
+    let doc_provider = app.provider_id(DOCTOR).await;
+    let r = app.gql(Some(&doc), LAB, json!({ "p": pid })).await;
+    let lab = &r["data"]["recordLabResult"];
+    assert_eq!(lab["kind"], "LAB_RESULT", "{r}");
+    assert_eq!(lab["version"], 1);
+    assert_eq!(lab["recordStatus"], "CURRENT");
+    assert_eq!(lab["unit"], "mmol/L");
+    assert_eq!(lab["observedAt"], "2026-11-20T08:30:00+00:00");
+    let r = app.gql(Some(&doc), NOTE, json!({ "p": pid })).await;
+    assert_eq!(r["data"]["addVisitNote"]["authorId"], doc_provider, "{r}");
+    let r = app
+        .gql(
+            Some(&doc),
+            MED,
+            json!({ "p": pid, "drug": "Demo metformin" }),
+        )
+        .await;
+    assert_eq!(r["data"]["prescribeMedication"]["status"], "ACTIVE", "{r}");
+    let r = app
+        .gql(Some(&doc), IMM, json!({ "p": pid, "cvx": "08" }))
+        .await;
+    let imm = &r["data"]["recordImmunization"];
+    assert_eq!(imm["cvxCode"], "08", "{r}");
+    assert!(imm["vaccine"].as_str().unwrap().contains("Hep B"), "{r}");
+    // An unknown CVX code is VALIDATION, naming the field only.
+    let r = app
+        .gql(Some(&doc), IMM, json!({ "p": pid, "cvx": "9999" }))
+        .await;
+    assert_eq!(code(&r), Some("VALIDATION"), "{r}");
+    assert!(!r.to_string().contains("9999"), "input echoed: {r}");
+    let r = app
+        .gql(
+            Some(&doc),
+            DOC,
+            json!({ "p": pid, "c": b64("Demo letter body") }),
+        )
+        .await;
+    let d = &r["data"]["addDocument"];
+    assert_eq!(d["size"], 16, "{r}");
+    let id = d["id"].as_str().unwrap();
+    // The patient reads it all, the document's content included.
+    let pat = app.token(PATIENT).await;
+    let r = app
+        .gql(
+            Some(&pat),
+            "query($id: ID!) { record(id: $id) { kind ... on ClinicalDocument { title content } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        r["data"]["record"]["content"],
+        b64("Demo letter body"),
+        "{r}"
+    );
+    let r = app
+        .gql(
+            Some(&pat),
+            r#"query($p: ID!) { patient(id: $p) {
+                medications(activeOnly: true) { drug status }
+                allergies { substance status }
+                labResults(first: 5) { totalCount edges { node { code value } } }
+                visitNotes(first: 5) { edges { node { text } } }
+                immunizations(first: 5) { edges { node { cvxCode } } }
+                documents(first: 5) { edges { node { title } } } } }"#,
+            json!({ "p": pid }),
+        )
+        .await;
+    let p = &r["data"]["patient"];
+    assert!(r["errors"].is_null(), "{r}");
+    assert!(
+        p["medications"].to_string().contains("Demo metformin"),
+        "{r}"
+    );
+    assert_eq!(p["allergies"][0]["substance"], "Demo peanut protein", "{r}");
+    // One seeded by the demo data, one written here.
+    assert_eq!(p["labResults"]["totalCount"], 2);
+    assert_eq!(p["labResults"]["edges"][0]["node"]["code"], "2345-7");
+    assert_eq!(
+        p["visitNotes"]["edges"][0]["node"]["text"],
+        "Demo note: feeling better."
+    );
+    assert_eq!(p["immunizations"]["edges"][0]["node"]["cvxCode"], "08");
+    assert_eq!(
+        p["documents"]["edges"][0]["node"]["title"],
+        "Demo discharge letter"
+    );
+    // The mixed list, newest first, paged with opaque cursors.
+    let r = app
+        .gql(Some(&pat), RECORDS, json!({ "p": pid, "first": 2 }))
+        .await;
+    let conn = &r["data"]["patient"]["records"];
+    // Six seeded (one of each kind), five written here.
+    assert_eq!(conn["totalCount"], 11, "{r}");
+    assert_eq!(conn["pageInfo"]["hasNextPage"], true);
+    let mut seen = kinds(&r);
+    let mut after = conn["pageInfo"]["endCursor"].clone();
+    loop {
+        let r = app
+            .gql(
+                Some(&pat),
+                RECORDS,
+                json!({ "p": pid, "first": 2, "after": after }),
+            )
+            .await;
+        seen.extend(kinds(&r));
+        let info = &r["data"]["patient"]["records"]["pageInfo"];
+        if info["hasNextPage"] != true {
+            break;
+        }
+        after = info["endCursor"].clone();
+    }
+    assert_eq!(seen.len(), 11);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        [
+            "ALLERGY",
+            "DOCUMENT",
+            "IMMUNIZATION",
+            "LAB_RESULT",
+            "MEDICATION",
+            "VISIT_NOTE"
+        ]
+    );
+    // A code filter goes through the blind index.
+    let r = app
+        .gql(
+            Some(&pat),
+            RECORDS,
+            json!({ "p": pid, "f": { "code": "2345-7" } }),
+        )
+        .await;
+    assert_eq!(kinds(&r), ["LAB_RESULT"], "{r}");
+    let r = app
+        .gql(
+            Some(&pat),
+            RECORDS,
+            json!({ "p": pid, "f": { "code": "8" } }),
+        )
+        .await;
+    assert_eq!(kinds(&r), ["IMMUNIZATION"], "{r}");
+    // A cursor of another connection is refused.
+    let r = app
+        .gql(
+            Some(&pat),
+            RECORDS,
+            json!({ "p": pid, "after": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("p1:x") }),
+        )
+        .await;
+    assert_eq!(code(&r), Some("VALIDATION"), "{r}");
+}
+
+async fn consent_per_category_inside_mixed_lists(b: Backend) {
+    let app = spawn_app(b).await;
+    write_one_of_each(&app).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let r = app.gql(Some(&doc), RECORDS, json!({ "p": pid })).await;
+    // Six seeded, six written.
+    assert_eq!(r["data"]["patient"]["records"]["totalCount"], 12, "{r}");
+    consent_only(&app, &["MEDICATIONS"]).await;
+    // Only medications, and the total counts only those.
+    let r = app.gql(Some(&doc), RECORDS, json!({ "p": pid })).await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(kinds(&r), ["MEDICATION", "MEDICATION"]);
+    assert_eq!(r["data"]["patient"]["records"]["totalCount"], 2);
+    // Asking for labs by kind: CONSENT_REQUIRED naming RECORDS, demographics still there.
+    let r = app
+        .gql(
+            Some(&doc),
+            RECORDS,
+            json!({ "p": pid, "f": { "kinds": ["LAB_RESULT", "MEDICATION"] } }),
+        )
+        .await;
+    assert_eq!(r["data"]["patient"]["givenName"], "Testy", "{r}");
+    assert!(r["data"]["patient"]["records"].is_null());
+    assert_eq!(code(&r), Some("CONSENT_REQUIRED"));
+    assert_eq!(r["errors"][0]["extensions"]["scope"], "RECORDS");
+    for (field, scope) in [
+        ("labResults(first: 5) { totalCount }", "RECORDS"),
+        ("visitNotes(first: 5) { totalCount }", "RECORDS"),
+        ("immunizations(first: 5) { totalCount }", "IMMUNIZATIONS"),
+        ("documents(first: 5) { totalCount }", "DOCUMENTS"),
+        ("allergies { id }", "ALLERGIES"),
+    ] {
+        let q = format!("query($p: ID!) {{ patient(id: $p) {{ givenName {field} }} }}");
+        let r = app.gql(Some(&doc), &q, json!({ "p": pid })).await;
+        assert_eq!(code(&r), Some("CONSENT_REQUIRED"), "{field}: {r}");
+        assert_eq!(r["errors"][0]["extensions"]["scope"], scope, "{field}");
+        assert_eq!(r["data"]["patient"]["givenName"], "Testy");
+    }
+    let r = app
+        .gql(
+            Some(&doc),
+            "query($p: ID!) { patient(id: $p) { medications { drug } } }",
+            json!({ "p": pid }),
+        )
+        .await;
+    assert!(
+        r["data"]["patient"]["medications"]
+            .to_string()
+            .contains("Demo metformin"),
+        "{r}"
+    );
+    // No clinical consent at all: the list is refused, naming the first category.
+    consent_only(&app, &[]).await;
+    let r = app.gql(Some(&doc), RECORDS, json!({ "p": pid })).await;
+    assert_eq!(code(&r), Some("CONSENT_REQUIRED"), "{r}");
+    assert_eq!(r["data"]["patient"]["givenName"], "Testy");
+    // The patient always sees their own.
+    let pat = app.token(PATIENT).await;
+    let r = app.gql(Some(&pat), RECORDS, json!({ "p": pid })).await;
+    assert_eq!(r["data"]["patient"]["records"]["totalCount"], 12, "{r}");
+}
+
+async fn sensitive_records_need_the_sensitive_consent(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    consent_only(&app, &["DOCUMENTS"]).await;
+    // Without SENSITIVE, a provider cannot write a sensitive record either.
+    let sensitive = json!({ "p": pid, "c": b64("Demo sensitive letter"), "s": "SENSITIVE" });
+    let r = app.gql(Some(&doc), DOC, sensitive.clone()).await;
+    assert_eq!(code(&r), Some("CONSENT_REQUIRED"), "{r}");
+    assert_eq!(r["errors"][0]["extensions"]["scope"], "SENSITIVE");
+    consent_only(&app, &["DOCUMENTS", "SENSITIVE"]).await;
+    let r = app.gql(Some(&doc), DOC, sensitive).await;
+    assert_eq!(r["data"]["addDocument"]["sensitivity"], "SENSITIVE", "{r}");
+    let secret = r["data"]["addDocument"]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .gql(
+            Some(&doc),
+            DOC,
+            json!({ "p": pid, "c": b64("Demo ordinary letter") }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    // The seeded letter and the two written here.
+    let r = app.gql(Some(&doc), RECORDS, json!({ "p": pid })).await;
+    assert_eq!(r["data"]["patient"]["records"]["totalCount"], 3, "{r}");
+    // SENSITIVE withdrawn: the record is gone from lists, totals and by id, as if it never was.
+    consent_only(&app, &["DOCUMENTS"]).await;
+    let r = app.gql(Some(&doc), RECORDS, json!({ "p": pid })).await;
+    assert_eq!(r["data"]["patient"]["records"]["totalCount"], 2, "{r}");
+    assert!(!r.to_string().contains(&secret));
+    let by_id = "query($id: ID!) { record(id: $id) { id } }";
+    let r = app.gql(Some(&doc), by_id, json!({ "id": secret })).await;
+    let missing = app
+        .gql(
+            Some(&doc),
+            by_id,
+            json!({ "id": uuid::Uuid::new_v4().to_string() }),
+        )
+        .await;
+    assert_eq!(code(&r), Some("NOT_FOUND"), "{r}");
+    assert_eq!(r["errors"][0]["message"], missing["errors"][0]["message"]);
+    // Nor can it be changed (and so found) through a write.
+    let r = app
+        .gql(
+            Some(&doc),
+            "mutation($id: ID!) { markEnteredInError(id: $id, reason: \"testing the boundary\") { id } }",
+            json!({ "id": secret }),
+        )
+        .await;
+    assert_eq!(code(&r), Some("NOT_FOUND"), "{r}");
+    // The patient sees both.
+    let pat = app.token(PATIENT).await;
+    let r = app.gql(Some(&pat), RECORDS, json!({ "p": pid })).await;
+    assert_eq!(r["data"]["patient"]["records"]["totalCount"], 8, "{r}");
+}
+
+async fn amendments_keep_history_and_check_the_version(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let r = app.gql(Some(&doc), LAB, json!({ "p": pid })).await;
+    let id = r["data"]["recordLabResult"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let amend = r#"mutation($id: ID!, $v: Int!, $value: String!) { amendRecord(id: $id, expectedVersion: $v, reason: "corrected transcription",
+        input: { labResult: { code: "2345-7", value: $value, unit: "mmol/L", observedAt: "2026-11-20T08:30:00Z" } }) {
+        id version recordStatus ... on LabResult { value }
+        history { version change changedBy reason record { ... on LabResult { value } } } } }"#;
+    let r = app
+        .gql(
+            Some(&doc),
+            amend,
+            json!({ "id": id, "v": 1, "value": "5.9" }),
+        )
+        .await;
+    let a = &r["data"]["amendRecord"];
+    assert_eq!(a["version"], 2, "{r}");
+    assert_eq!(a["recordStatus"], "AMENDED");
+    assert_eq!(a["value"], "5.9");
+    assert_eq!(a["history"][0]["version"], 1);
+    assert_eq!(a["history"][0]["change"], "AMEND");
+    assert_eq!(a["history"][0]["reason"], "corrected transcription");
+    assert_eq!(a["history"][0]["record"]["value"], "5.4");
+    // A stale version is CONFLICT, and nothing changes.
+    let r = app
+        .gql(
+            Some(&doc),
+            amend,
+            json!({ "id": id, "v": 1, "value": "6.1" }),
+        )
+        .await;
+    assert_eq!(code(&r), Some("CONFLICT"), "{r}");
+    // Another kind's input is VALIDATION.
+    let r = app
+        .gql(
+            Some(&doc),
+            r#"mutation($id: ID!) { amendRecord(id: $id, expectedVersion: 2, input: { allergy: { substance: "x", severity: MILD } }) { id } }"#,
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(code(&r), Some("VALIDATION"), "{r}");
+    // Entered in error: kept, out of lists, frozen.
+    let r = app
+        .gql(
+            Some(&doc),
+            "mutation($id: ID!) { markEnteredInError(id: $id, reason: \"wrong patient chart\") { recordStatus version } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        r["data"]["markEnteredInError"]["recordStatus"], "ENTERED_IN_ERROR",
+        "{r}"
+    );
+    let r = app.gql(Some(&doc), RECORDS, json!({ "p": pid })).await;
+    assert!(!r.to_string().contains(&id), "{r}");
+    let r = app
+        .gql(
+            Some(&doc),
+            RECORDS,
+            json!({ "p": pid, "f": { "includeEnteredInError": true } }),
+        )
+        .await;
+    assert!(r.to_string().contains(&id), "{r}");
+    let r = app
+        .gql(
+            Some(&doc),
+            amend,
+            json!({ "id": id, "v": 3, "value": "6.1" }),
+        )
+        .await;
+    assert_eq!(code(&r), Some("VALIDATION"), "{r}");
+    // Stop a medication; stopping again is CONFLICT.
+    let r = app
+        .gql(Some(&doc), MED, json!({ "p": pid, "drug": "Demo statin" }))
+        .await;
+    let med = r["data"]["prescribeMedication"]["id"].clone();
+    let stop = "mutation($id: ID!) { stopMedication(id: $id, reason: \"side effects reported\") { ... on Medication { status stopReason stopOn } } }";
+    let r = app.gql(Some(&doc), stop, json!({ "id": med })).await;
+    assert_eq!(r["data"]["stopMedication"]["status"], "STOPPED", "{r}");
+    assert_eq!(
+        r["data"]["stopMedication"]["stopReason"],
+        "side effects reported"
+    );
+    let r = app.gql(Some(&doc), stop, json!({ "id": med })).await;
+    assert_eq!(code(&r), Some("CONFLICT"), "{r}");
+    // The database refuses deleting records and rewriting versions.
+    let db = &app.state.db;
+    let be = db.get_database_backend();
+    assert!(
+        db.execute(Statement::from_string(be, "DELETE FROM medical_records"))
+            .await
+            .is_err()
+    );
+    assert!(
+        db.execute(Statement::from_string(
+            be,
+            "UPDATE medical_record_versions SET version = 9"
+        ))
+        .await
+        .is_err()
+    );
+}
+
+async fn idempotent_writes_do_not_duplicate(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let v = json!({ "p": pid, "k": "rx-2026-12-01-1", "drug": "Demo amoxicillin" });
+    let first = app.gql(Some(&doc), MED, v.clone()).await;
+    let again = app.gql(Some(&doc), MED, v).await;
+    assert!(first["errors"].is_null(), "{first}");
+    assert_eq!(
+        first["data"]["prescribeMedication"]["id"], again["data"]["prescribeMedication"]["id"],
+        "{again}"
+    );
+    let r = app
+        .gql(
+            Some(&doc),
+            "query($p: ID!) { patient(id: $p) { medications { id } } }",
+            json!({ "p": pid }),
+        )
+        .await;
+    assert_eq!(
+        r["data"]["patient"]["medications"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "{r}"
+    );
+    // The same key with another input is CONFLICT.
+    let r = app
+        .gql(
+            Some(&doc),
+            MED,
+            json!({ "p": pid, "k": "rx-2026-12-01-1", "drug": "Demo ibuprofen" }),
+        )
+        .await;
+    assert_eq!(code(&r), Some("CONFLICT"), "{r}");
+    // Another user's identical key is theirs alone.
+    let admin = app.token(ADMIN).await;
+    let r = app
+        .gql(
+            Some(&admin),
+            MED,
+            json!({ "p": pid, "k": "rx-2026-12-01-1", "drug": "Demo amoxicillin" }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_ne!(
+        r["data"]["prescribeMedication"]["id"],
+        first["data"]["prescribeMedication"]["id"]
+    );
+}
+
+async fn writes_are_refused_to_whom_they_must_be(b: Backend) {
+    let app = spawn_app(b).await;
+    let pid = app.patient_id(PATIENT).await;
+    let v = json!({ "p": pid, "drug": "Demo warfarin" });
+    for (who, want) in [
+        (PATIENT, "FORBIDDEN"),
+        (RESEARCHER, "FORBIDDEN"),
+        // Not on the care team: the patient is not there at all.
+        (DOCTOR2, "NOT_FOUND"),
+    ] {
+        let t = app.token(who).await;
+        let r = app.gql(Some(&t), MED, v.clone()).await;
+        assert_eq!(code(&r), Some(want), "{who}: {r}");
+    }
+    // Break-glass reads, but never writes.
+    let t = app.token(DOCTOR2).await;
+    let r = app
+        .gql(
+            Some(&t),
+            "mutation($p: ID!) { openEmergencyAccess(patientId: $p, reason: \"unconscious in the emergency room\") { expiresAt } }",
+            json!({ "p": pid }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let r = app.gql(Some(&t), MED, v.clone()).await;
+    assert_eq!(code(&r), Some("FORBIDDEN"), "{r}");
+    let r = app.gql(Some(&t), RECORDS, json!({ "p": pid })).await;
+    assert!(r["errors"].is_null(), "{r}");
+    // The care-team doctor without MEDICATIONS consent: CONSENT_REQUIRED naming it.
+    consent_only(&app, &["RECORDS"]).await;
+    let doc = app.token(DOCTOR).await;
+    let r = app.gql(Some(&doc), MED, v).await;
+    assert_eq!(code(&r), Some("CONSENT_REQUIRED"), "{r}");
+    assert_eq!(r["errors"][0]["extensions"]["scope"], "MEDICATIONS");
+    // Every refusal above is an audited denial: the role guard's two, and three by access.
+    assert_eq!(
+        app.audit_count("outcome = 'DENIED' AND action = 'record.create'")
+            .await,
+        3
+    );
+    assert!(
+        app.audit_count("outcome = 'DENIED' AND action = 'guard.denied'")
+            .await
+            >= 2
+    );
+}
+
+async fn record_by_id_follows_the_same_decision(b: Backend) {
+    let app = spawn_app(b).await;
+    let ids = write_one_of_each(&app).await;
+    let q = "query($id: ID!) { record(id: $id) { id kind } }";
+    let lab = &ids[0];
+    let med = &ids[2];
+    for (who, id, want) in [
+        (PATIENT2, lab, Some("NOT_FOUND")),
+        (DOCTOR2, lab, Some("NOT_FOUND")),
+        (RESEARCHER, lab, Some("FORBIDDEN")),
+        (PATIENT, lab, None),
+        (ADMIN, lab, None),
+        (DOCTOR, med, None),
+    ] {
+        let t = app.token(who).await;
+        let r = app.gql(Some(&t), q, json!({ "id": id })).await;
+        assert_eq!(code(&r), want, "{who}: {r}");
+    }
+    consent_only(&app, &["MEDICATIONS"]).await;
+    let doc = app.token(DOCTOR).await;
+    let r = app.gql(Some(&doc), q, json!({ "id": lab })).await;
+    assert_eq!(code(&r), Some("CONSENT_REQUIRED"), "{r}");
+    assert_eq!(r["errors"][0]["extensions"]["scope"], "RECORDS");
+    let r = app.gql(Some(&doc), q, json!({ "id": med })).await;
+    assert_eq!(r["data"]["record"]["kind"], "MEDICATION", "{r}");
+}
+
+async fn record_values_are_ciphertext_at_rest(b: Backend) {
+    let app = spawn_app(b).await;
+    write_one_of_each(&app).await;
+    let db = &app.state.db;
+    let be = db.get_database_backend();
+    for (table, column) in [
+        ("medical_records", "content_enc"),
+        ("record_blobs", "content_enc"),
+    ] {
+        let rows = db
+            .query_all(Statement::from_string(
+                be,
+                format!("SELECT {column} AS v FROM {table}"),
+            ))
+            .await
+            .unwrap();
+        assert!(!rows.is_empty(), "{table}");
+        for row in rows {
+            let v: Vec<u8> = row.try_get("", "v").unwrap();
+            let text = String::from_utf8_lossy(&v);
+            for plain in [
+                "Demo",
+                "2345-7",
+                "mmol",
+                "metformin",
+                "letter body",
+                "latex",
+            ] {
+                assert!(!text.contains(plain), "{table}.{column} holds {plain}");
+            }
+        }
+    }
+}
+
+async fn list_reads_are_audited_with_the_records_shown(b: Backend) {
+    let app = spawn_app(b).await;
+    let ids = write_one_of_each(&app).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let before = app.audit_count("action = 'record.read'").await;
+    let r = app.gql(Some(&doc), RECORDS, json!({ "p": pid })).await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(app.audit_count("action = 'record.read'").await, before + 1);
+    // The row names every record shown (ids only: no values).
+    let where_ids = format!("action = 'record.read' AND detail LIKE '%{}%'", ids[3]);
+    assert_eq!(app.audit_count(&where_ids).await, 1);
+    assert_eq!(
+        app.audit_count("action = 'record.read' AND detail LIKE '%Demo%'")
+            .await,
+        0
+    );
+}

@@ -70,6 +70,9 @@ pub struct Config {
     pub introspection: bool,
     pub seed_demo: bool,
     pub max_body_bytes: usize,
+    /// The body bound for signed-in callers (clinical documents are up to 1 MiB decoded,
+    /// about 1.4 MB as base64).
+    pub max_authenticated_body_bytes: usize,
     pub query_depth_limit: usize,
     pub query_complexity_limit: usize,
     pub audit_queue: usize,
@@ -211,6 +214,8 @@ impl Config {
             introspection: !prod && v.flag("INTROSPECTION", true)?,
             seed_demo: !prod && v.flag("SEED_DEMO", true)?,
             max_body_bytes: v.parse("MAX_BODY_BYTES", 256 * 1024)?,
+            max_authenticated_body_bytes: v
+                .parse("MAX_AUTHENTICATED_BODY_BYTES", 2 * 1024 * 1024)?,
             query_depth_limit: v.parse("QUERY_DEPTH_LIMIT", 12)?,
             query_complexity_limit: v.parse("QUERY_COMPLEXITY_LIMIT", 1000)?,
             audit_queue: v.parse("AUDIT_QUEUE", 16_384)?,

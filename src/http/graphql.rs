@@ -19,7 +19,7 @@ use super::ws_session::WsSession;
 use crate::auth::service::resolve_viewer;
 use crate::graphql::context::RequestCtx;
 use crate::graphql::limits::{self, ShapeLimits};
-use crate::identity::{RequestMeta, USER_AGENT_MAX, clip};
+use crate::identity::{RequestMeta, USER_AGENT_MAX, Viewer, clip};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
@@ -114,21 +114,43 @@ async fn execute(
 ) -> Response {
     let graphql_json = wants_graphql_response_json(headers);
     let meta = meta(headers, peer, &s.app.cfg.trusted_proxies);
-    let viewer = match bearer(headers) {
-        Some(token) => match resolve_viewer(&s.app, token, meta.clone()).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = ?e, "session lookup failed");
-                return error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "INTERNAL",
-                    "internal error",
-                    graphql_json,
-                );
-            }
-        },
-        None => None,
+    match signed_in(s, headers, &meta, graphql_json).await {
+        Ok(viewer) => run(s, req, viewer, meta, graphql_json).await,
+        Err(refused) => refused,
+    }
+}
+
+/// The viewer a valid bearer token names (`None` without one, or with an invalid one: the
+/// schema then refuses protected fields as UNAUTHENTICATED).
+async fn signed_in(
+    s: &HttpState,
+    headers: &HeaderMap,
+    meta: &RequestMeta,
+    graphql_json: bool,
+) -> Result<Option<Viewer>, Response> {
+    let Some(token) = bearer(headers) else {
+        return Ok(None);
     };
+    resolve_viewer(&s.app, token, meta.clone())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = ?e, "session lookup failed");
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "INTERNAL",
+                "internal error",
+                graphql_json,
+            )
+        })
+}
+
+async fn run(
+    s: &HttpState,
+    req: async_graphql::Request,
+    viewer: Option<Viewer>,
+    meta: RequestMeta,
+    graphql_json: bool,
+) -> Response {
     let req = req
         .data(RequestCtx { viewer, meta })
         .data(crate::schema::request_loaders(&s.app));
@@ -152,23 +174,11 @@ pub async fn post_handler(
     State(s): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
     let graphql_json = wants_graphql_response_json(&headers);
     let refuse = |status: StatusCode, message: &str| {
         error_response(status, "VALIDATION", message, graphql_json)
-    };
-    let body = match body {
-        Ok(body) => body,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return refuse(e.status(), "the request body is too large");
-        }
-        Err(_) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "the request body could not be read",
-            );
-        }
     };
     if !is_json(&headers) {
         // A cross-site form can send text/plain or form data without a preflight; only
@@ -178,13 +188,52 @@ pub async fn post_handler(
             "send the request as JSON with Content-Type: application/json",
         );
     }
+    // Who is asking decides how much may be sent: signed-in users may upload clinical
+    // documents (1 MiB decoded), anyone else gets the small bound, before a byte is read.
+    let meta = meta(&headers, peer, &s.app.cfg.trusted_proxies);
+    let viewer = match signed_in(&s, &headers, &meta, graphql_json).await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
+    let limit = match viewer {
+        Some(_) => s.app.cfg.max_authenticated_body_bytes,
+        None => s.app.cfg.max_body_bytes,
+    };
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(body) => body,
+        Err(e) if is_length_limit(&e) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large",
+            );
+        }
+        Err(_) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            );
+        }
+    };
     match serde_json::from_slice::<async_graphql::Request>(&body) {
-        Ok(req) => execute(&s, &headers, peer, req).await,
+        Ok(req) => run(&s, req, viewer, meta, graphql_json).await,
         Err(_) => refuse(
             StatusCode::BAD_REQUEST,
             "the body is not a GraphQL request: send one JSON object with a \"query\"",
         ),
     }
+}
+
+/// Whether reading a body failed on its length limit (http-body's `LengthLimitError`, at
+/// the bottom of axum's error chain).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// The parameters of a GET request (GraphQL over HTTP). async-graphql's own reader of the

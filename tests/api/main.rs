@@ -12,4 +12,5 @@ mod matrix;
 mod patients;
 mod platform;
 mod queries;
+mod record_statements;
 mod records;

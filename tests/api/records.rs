@@ -18,6 +18,7 @@ on_both_backends!(
     record_by_id_follows_the_same_decision,
     record_values_are_ciphertext_at_rest,
     list_reads_are_audited_with_the_records_shown,
+    documents_up_to_a_mebibyte_for_signed_in_callers_only,
 );
 
 const LAB: &str = r#"mutation($p: ID!, $k: String) { recordLabResult(patientId: $p, idempotencyKey: $k, input: {
@@ -678,4 +679,55 @@ async fn list_reads_are_audited_with_the_records_shown(b: Backend) {
             .await,
         0
     );
+}
+
+async fn documents_up_to_a_mebibyte_for_signed_in_callers_only(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let body = vec![b'x'; 1024 * 1024];
+    let content = base64::engine::general_purpose::STANDARD.encode(&body);
+    let post = |token: Option<String>, v: Value| {
+        let mut req = app
+            .client
+            .post(&app.url)
+            .json(&json!({ "query": DOC, "variables": v }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    // 1 MiB decoded (1.4 MB of JSON): accepted from a signed-in provider, and read back whole.
+    let r: Value = post(Some(doc.clone()), json!({ "p": pid, "c": content }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        r["data"]["addDocument"]["size"],
+        1024 * 1024,
+        "{}",
+        &r.to_string()[..200.min(r.to_string().len())]
+    );
+    // One byte more is VALIDATION, naming the field.
+    let over = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; 1024 * 1024 + 1]);
+    let r: Value = post(Some(doc.clone()), json!({ "p": pid, "c": over }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(code(&r), Some("VALIDATION"));
+    // Without a token the same body is refused before it is read: 413.
+    let resp = post(None, json!({ "p": pid, "c": content })).await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(code(&r), Some("VALIDATION"));
+    // And a signed-in caller is bounded too.
+    let huge = "A".repeat(3 * 1024 * 1024);
+    let resp = post(Some(doc), json!({ "p": pid, "c": huge }))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
 }

@@ -9,12 +9,12 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
+use crate::access::reads::ProviderReads;
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::credentials::password::Passwords;
 use crate::credentials::tokens::TokenKeys;
 use crate::db::stats::SqlStats;
-use crate::patients::reads::ProviderReads;
 use crate::state::AppState;
 use crate::stores::Stores;
 

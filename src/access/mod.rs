@@ -12,6 +12,8 @@
 mod consent_scope;
 pub mod graphql;
 pub mod history;
+pub mod reads;
+pub mod schedule;
 pub mod service;
 
 use std::collections::HashMap;
@@ -33,16 +35,41 @@ use crate::identity::Standing;
 use crate::state::AppState;
 use entity::{care_team, consents, emergency_access, patients};
 
-/// Proof that the viewer may touch this patient's data for this purpose. Only this module
-/// constructs it. Break-glass yields one (flagged) for reads; changes to demographics and
-/// clinical data take a [`WriteScope`] instead, which break-glass never yields.
-#[derive(Clone, Debug)]
-pub struct PatientScope {
+/// What a [`PatientScope`] lets its holder read. Sealed: only the purposes below exist.
+pub trait ReadPurpose: sealed::Sealed + 'static {}
+
+/// Purpose marker: only the patient themself or an ADMIN (consents, access history).
+#[derive(Debug)]
+pub enum OwnerOnly {}
+
+/// Purpose marker: an ADMIN acting on a patient (archive, restore, care team).
+#[derive(Debug)]
+pub enum AdminOnly {}
+
+impl ReadPurpose for Demographics {}
+impl ReadPurpose for OwnerOnly {}
+impl ReadPurpose for AdminOnly {}
+
+/// Proof that the viewer may touch this patient's data for purpose `P`
+/// (`PatientScope<Demographics>`, `PatientScope<OwnerOnly>`, `PatientScope<AdminOnly>`).
+/// Only this module constructs one, so a service that takes `&PatientScope<OwnerOnly>`
+/// cannot be called with a demographics scope, nor with one made up for any id. Clinical
+/// reads take a [`ClinicalGrant`]; changes take a [`WriteScope`], which break-glass never
+/// yields.
+pub struct PatientScope<P: ReadPurpose> {
     patient_id: Uuid,
     break_glass: bool,
+    purpose: std::marker::PhantomData<fn() -> P>,
 }
 
-impl PatientScope {
+impl<P: ReadPurpose> PatientScope<P> {
+    fn granted(patient_id: Uuid, break_glass: bool) -> Self {
+        PatientScope {
+            patient_id,
+            break_glass,
+            purpose: std::marker::PhantomData,
+        }
+    }
     pub fn patient_id(&self) -> Uuid {
         self.patient_id
     }
@@ -52,7 +79,23 @@ impl PatientScope {
     }
 }
 
-impl PatientGrant for PatientScope {
+impl<P: ReadPurpose> Clone for PatientScope<P> {
+    fn clone(&self) -> Self {
+        PatientScope::granted(self.patient_id, self.break_glass)
+    }
+}
+
+impl<P: ReadPurpose> std::fmt::Debug for PatientScope<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PatientScope")
+            .field("purpose", &std::any::type_name::<P>())
+            .field("patient_id", &self.patient_id)
+            .field("break_glass", &self.break_glass)
+            .finish()
+    }
+}
+
+impl<P: ReadPurpose> PatientGrant for PatientScope<P> {
     fn patient_id(&self) -> Uuid {
         self.patient_id
     }
@@ -93,6 +136,8 @@ macro_rules! clinical_categories {
 mod sealed {
     pub trait Sealed {}
     impl Sealed for super::Demographics {}
+    impl Sealed for super::OwnerOnly {}
+    impl Sealed for super::AdminOnly {}
 }
 
 impl WritePurpose for Demographics {}
@@ -157,36 +202,29 @@ impl PatientGrant for ClinicalGrant {
 /// yields) does not convert into one.
 #[derive(Debug)]
 pub struct WriteScope<P: WritePurpose> {
-    scope: PatientScope,
+    patient_id: Uuid,
     purpose: std::marker::PhantomData<fn() -> P>,
 }
 
 impl<P: WritePurpose> WriteScope<P> {
     fn granted(patient_id: Uuid) -> Self {
         WriteScope {
-            scope: PatientScope {
-                patient_id,
-                break_glass: false,
-            },
+            patient_id,
             purpose: std::marker::PhantomData,
         }
     }
     pub fn patient_id(&self) -> Uuid {
-        self.scope.patient_id
-    }
-    /// The read access a write implies, for audit rows and for reading back what was
-    /// written. Never break-glass.
-    pub fn scope(&self) -> &PatientScope {
-        &self.scope
+        self.patient_id
     }
 }
 
 impl<P: WritePurpose> PatientGrant for WriteScope<P> {
     fn patient_id(&self) -> Uuid {
-        self.scope.patient_id
+        self.patient_id
     }
+    /// A write never rests on break-glass.
     fn break_glass(&self) -> bool {
-        self.scope.break_glass
+        false
     }
 }
 
@@ -320,12 +358,13 @@ pub fn provider_standing(
 }
 
 /// The patient themself and ADMIN hold every scope on a patient's data they may see.
-fn own_or_admin(viewer: &Viewer, patient_id: Uuid) -> Option<PatientScope> {
+fn own_or_admin<P: ReadPurpose>(viewer: &Viewer, patient_id: Uuid) -> Option<PatientScope<P>> {
+    is_own_or_admin(viewer, patient_id).then(|| PatientScope::granted(patient_id, false))
+}
+
+fn is_own_or_admin(viewer: &Viewer, patient_id: Uuid) -> bool {
     let own = viewer.role == Role::Patient && viewer.patient_id == Some(patient_id);
-    (own || viewer.role == Role::Admin).then_some(PatientScope {
-        patient_id,
-        break_glass: false,
-    })
+    own || viewer.role == Role::Admin
 }
 
 /// Refuse (audited) a viewer who holds no scope: NOT_FOUND for other patients (and anyone
@@ -375,7 +414,7 @@ pub async fn demographics_scope(
     state: &AppState,
     viewer: &Viewer,
     patient_id: Uuid,
-) -> AppResult<PatientScope> {
+) -> AppResult<PatientScope<Demographics>> {
     let rel = visible_standing(
         state,
         viewer,
@@ -389,23 +428,29 @@ pub async fn demographics_scope(
         return Ok(scope);
     }
     // A visible provider: on the care team, or holding emergency access.
-    Ok(PatientScope {
-        patient_id,
-        break_glass: !rel.care_team,
-    })
+    Ok(PatientScope::granted(patient_id, !rel.care_team))
 }
 
 /// The scope for changing a patient's demographics: the patient, an ADMIN, or a care-team
-/// provider; never break-glass (FORBIDDEN, audited).
+/// provider; never break-glass (FORBIDDEN, audited). A change that `touches_identity`
+/// (names, birth date, SSN) is for staff: the patient may change contact details, language
+/// and gender identity only.
 pub async fn demographics_write_scope(
     state: &AppState,
     viewer: &Viewer,
     patient_id: Uuid,
+    touches_identity: bool,
     action: &'static str,
 ) -> AppResult<WriteScope<Demographics>> {
     let rel =
         visible_standing(state, viewer, patient_id, false, action, DE_IDENTIFIED_ONLY).await?;
-    if own_or_admin(viewer, patient_id).is_some() || rel.care_team {
+    if touches_identity && viewer.role == Role::Patient {
+        let e = AppError::Forbidden(
+            "patients may change contact details, language and gender identity; ask your clinic to correct names, birth date or SSN",
+        );
+        return deny(state, viewer, patient_id, action, e).await;
+    }
+    if is_own_or_admin(viewer, patient_id) || rel.care_team {
         return Ok(WriteScope::granted(patient_id));
     }
     let e = AppError::Forbidden(BREAK_GLASS_READ_ONLY);
@@ -434,7 +479,7 @@ pub async fn clinical_grant(
         categories: wanted.to_vec(),
         sensitive: true,
     };
-    if own_or_admin(viewer, patient_id).is_some() {
+    if is_own_or_admin(viewer, patient_id) {
         return Ok(all(false));
     }
     let consented: Vec<ConsentScope> = wanted
@@ -513,7 +558,7 @@ pub async fn owner_or_admin_scope(
     viewer: &Viewer,
     patient_id: Uuid,
     action: &'static str,
-) -> AppResult<PatientScope> {
+) -> AppResult<PatientScope<OwnerOnly>> {
     const ONLY_OWNER: &str = "only the patient or an administrator may do this";
     visible_standing(state, viewer, patient_id, false, action, ONLY_OWNER).await?;
     if let Some(s) = own_or_admin(viewer, patient_id) {
@@ -537,28 +582,117 @@ pub async fn admin_scope(
     viewer: &Viewer,
     patient_id: Uuid,
     action: &'static str,
-) -> AppResult<PatientScope> {
+) -> AppResult<PatientScope<AdminOnly>> {
     if viewer.role == Role::Admin {
-        return Ok(PatientScope {
-            patient_id,
-            break_glass: false,
-        });
+        return Ok(PatientScope::granted(patient_id, false));
     }
     let e = AppError::Forbidden("this operation is for administrators");
     deny(state, viewer, patient_id, action, e).await
 }
 
-/// Scope for a patient that is being created: the creator (ADMIN or PROVIDER) acts on it.
-pub fn creation_scope(viewer: &Viewer, patient_id: Uuid) -> AppResult<PatientScope> {
+/// Proof that the viewer may register patients (ADMIN or PROVIDER). It names no patient: the
+/// new patient's scope comes from [`scopes_for_rows`] once the row exists, like any other.
+#[derive(Debug)]
+pub struct Registration {
+    _sealed: (),
+}
+
+/// May the viewer register new patients? FORBIDDEN otherwise.
+pub fn registration(viewer: &Viewer) -> AppResult<Registration> {
     match viewer.role {
-        Role::Admin | Role::Provider => Ok(PatientScope {
-            patient_id,
-            break_glass: false,
-        }),
+        Role::Admin | Role::Provider => Ok(Registration { _sealed: () }),
         _ => Err(AppError::Forbidden(
             "only providers and administrators register patients",
         )),
     }
+}
+
+/// Who may give a patient a medical record number of their choosing: ADMIN only (anyone
+/// else could use CONFLICT to learn that an MRN exists). The system assigns one otherwise.
+pub fn may_assign_mrn(viewer: &Viewer) -> AppResult<()> {
+    if viewer.role == Role::Admin {
+        return Ok(());
+    }
+    Err(AppError::Forbidden(
+        "MRNs are assigned by the system or by administrators",
+    ))
+}
+
+/// Who sees a patient's SSN digits: the patient and ADMIN; anyone else FORBIDDEN (audited).
+pub async fn ssn_digits(
+    state: &AppState,
+    viewer: &Viewer,
+    scope: &PatientScope<Demographics>,
+) -> AppResult<()> {
+    let own = viewer.role == Role::Patient && viewer.patient_id == Some(scope.patient_id);
+    if own || viewer.role == Role::Admin {
+        return Ok(());
+    }
+    let e = AppError::Forbidden("only the patient and administrators see SSN digits");
+    deny(state, viewer, scope.patient_id, "patient.read_ssn", e).await
+}
+
+/// Load one patient for reading, with the viewer's demographics scope: NOT_FOUND (audited)
+/// when it does not exist or is not the viewer's to see. A provider's read is one statement,
+/// shared with concurrent reads ([`reads`]): the row with the provider's standing, so the
+/// scope needs no query of its own.
+pub async fn read_patient(
+    state: &AppState,
+    viewer: &Viewer,
+    id: Uuid,
+) -> AppResult<(patients::Model, PatientScope<Demographics>)> {
+    let row = match (viewer.role, viewer.provider_id) {
+        (Role::Provider, Some(provider)) => {
+            let reads = state.service::<reads::ProviderReads>()?;
+            reads.read(provider, id).await?.and_then(|r| {
+                (r.care_team || r.emergency).then(|| {
+                    remember(viewer, &r.row, r.care_team, r.emergency);
+                    r.row
+                })
+            })
+        }
+        _ => {
+            let mut q = patients::Entity::find_by_id(id).filter(visible_patients(viewer)?);
+            if viewer.role != Role::Admin {
+                q = q.filter(patients::Column::ArchivedAt.is_null());
+            }
+            let row = q.one(&state.db).await?;
+            if let Some(row) = &row {
+                remember_row(viewer, row);
+            }
+            row
+        }
+    };
+    match row {
+        Some(row) => {
+            let scope = demographics_scope(state, viewer, id).await?;
+            Ok((row, scope))
+        }
+        None => deny(state, viewer, id, "patient.read", AppError::NotFound).await,
+    }
+}
+
+/// The demographics scope for each of `rows` (a page of patients, a patient just created),
+/// deciding the page's relationships in a few queries whatever its length. A row the viewer
+/// may no longer see (a care-team removal between the page query and here) is left out, its
+/// denial audited, rather than the whole page failed.
+pub async fn scopes_for_rows(
+    state: &AppState,
+    viewer: &Viewer,
+    rows: Vec<patients::Model>,
+) -> AppResult<Vec<(patients::Model, PatientScope<Demographics>)>> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    preload(state, viewer, &ids).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        remember_row(viewer, &row);
+        match demographics_scope(state, viewer, row.id).await {
+            Ok(scope) => out.push((row, scope)),
+            Err(AppError::NotFound) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// Record the denial of an action on a patient's data in the audit log (durably) and
@@ -668,7 +802,7 @@ async fn patient_exists(
 /// Record what a provider's combined read already established (see
 /// `patients::service::get`): the row and the provider's standing towards it, so the scope
 /// check that follows needs no query of its own.
-pub fn remember(viewer: &Viewer, row: &patients::Model, care_team: bool, emergency: bool) {
+fn remember(viewer: &Viewer, row: &patients::Model, care_team: bool, emergency: bool) {
     let visible = row.archived_at.is_none() && (care_team || emergency);
     lock(&viewer.standing).entry(row.id).or_insert(
         Relationship {
@@ -685,7 +819,7 @@ pub fn remember(viewer: &Viewer, row: &patients::Model, care_team: bool, emergen
 /// alone decides visibility (their own record unless archived; every record), so the scope
 /// checks that follow need no query. A provider's standing is not in the row: nothing is
 /// recorded for providers.
-pub fn remember_row(viewer: &Viewer, row: &patients::Model) {
+fn remember_row(viewer: &Viewer, row: &patients::Model) {
     let visible = match viewer.role {
         Role::Admin => true,
         Role::Patient => viewer.patient_id == Some(row.id) && row.archived_at.is_none(),
@@ -706,7 +840,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Load the viewer's relationships to many patients at once (three queries, whatever the
 /// count) into the per-request cache, so a page of patients does not query per row.
-pub async fn preload(state: &AppState, viewer: &Viewer, patient_ids: &[Uuid]) -> AppResult<()> {
+async fn preload(state: &AppState, viewer: &Viewer, patient_ids: &[Uuid]) -> AppResult<()> {
     let Some(provider) = viewer.provider_id.filter(|_| viewer.role == Role::Provider) else {
         return Ok(());
     };

@@ -4,7 +4,7 @@ use chrono::{Duration, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 use uuid::Uuid;
 
-use super::{PatientScope, Viewer};
+use super::{AdminOnly, PatientScope, Viewer};
 use crate::audit::{AuditEvent, WriteTxn};
 use crate::crypto::Slot;
 use crate::error::{AppError, AppResult};
@@ -14,7 +14,7 @@ use entity::{care_team, emergency_access, patients, providers};
 pub async fn assign_care_team(
     state: &AppState,
     viewer: &Viewer,
-    scope: &PatientScope,
+    scope: &PatientScope<AdminOnly>,
     provider_id: Uuid,
 ) -> AppResult<()> {
     let patient_id = scope.patient_id();
@@ -61,7 +61,7 @@ pub async fn assign_care_team(
 pub async fn remove_care_team(
     state: &AppState,
     viewer: &Viewer,
-    scope: &PatientScope,
+    scope: &PatientScope<AdminOnly>,
     provider_id: Uuid,
 ) -> AppResult<()> {
     let mut tx = WriteTxn::begin(&state.db).await?;

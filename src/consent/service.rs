@@ -3,7 +3,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 use uuid::Uuid;
 
 use super::types::ConsentScope;
-use crate::access::{PatientScope, Viewer};
+use crate::access::{OwnerOnly, PatientScope, Viewer};
 use crate::audit::{AuditEvent, WriteTxn};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -18,7 +18,7 @@ pub struct NewConsent {
 pub async fn grant(
     state: &AppState,
     viewer: &Viewer,
-    scope: &PatientScope,
+    scope: &PatientScope<OwnerOnly>,
     c: NewConsent,
 ) -> AppResult<consents::Model> {
     if c.scopes.is_empty() {
@@ -78,7 +78,7 @@ pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<conse
 pub async fn withdraw(
     state: &AppState,
     viewer: &Viewer,
-    scope: &PatientScope,
+    scope: &PatientScope<OwnerOnly>,
     id: Uuid,
 ) -> AppResult<consents::Model> {
     let mut tx = WriteTxn::begin(&state.db).await?;
@@ -111,7 +111,7 @@ pub async fn withdraw(
 /// Every consent of the patient, newest first (history included).
 pub async fn list(
     db: &impl ConnectionTrait,
-    scope: &PatientScope,
+    scope: &PatientScope<OwnerOnly>,
 ) -> AppResult<Vec<consents::Model>> {
     Ok(consents::Entity::find()
         .filter(consents::Column::PatientId.eq(scope.patient_id()))

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::service::{self, NewPatient, PatientChanges, PatientFilter};
 use super::types::*;
-use crate::access::{self, PatientScope, Role, Viewer};
+use crate::access::{self, Demographics, PatientScope, Viewer};
 use crate::audit::AuditEvent;
 use crate::crypto::{KeyRing, Slot};
 use crate::error::{AppError, AppResult};
@@ -25,24 +25,16 @@ use entity::patients;
 pub struct Patient {
     row: Arc<patients::Model>,
     keys: KeyRing,
-    scope: PatientScope,
-    viewer_role: Role,
-    viewer_is_self: bool,
+    scope: PatientScope<Demographics>,
 }
 
 impl Patient {
-    pub fn new(row: patients::Model, keys: &KeyRing, scope: PatientScope, viewer: &Viewer) -> Self {
+    pub fn new(row: patients::Model, keys: &KeyRing, scope: PatientScope<Demographics>) -> Self {
         Patient {
-            viewer_is_self: viewer.patient_id == Some(row.id),
             row: Arc::new(row),
             keys: keys.clone(),
             scope,
-            viewer_role: viewer.role,
         }
-    }
-
-    pub fn scope(&self) -> &PatientScope {
-        &self.scope
     }
 
     fn slot(&self, column: &'static str) -> Slot<'_> {
@@ -145,13 +137,7 @@ impl Patient {
     /// Last four digits of the SSN, for the patient and administrators only. The full
     /// number is write-only.
     async fn ssn_last4(&self, ctx: &Context<'_>) -> Result<Option<String>> {
-        if !(self.viewer_is_self || self.viewer_role == Role::Admin) {
-            let e = AppError::Forbidden("only the patient and administrators see SSN digits");
-            let id = self.row.id;
-            return access::deny(ctx.state()?, ctx.viewer()?, id, "patient.read_ssn", e)
-                .await
-                .map_err(Into::into);
-        }
+        access::ssn_digits(ctx.state()?, ctx.viewer()?, &self.scope).await?;
         Ok(self.open_opt("ssn_last4", &self.row.ssn_last4_enc)?)
     }
     /// BCP 47 language tag.
@@ -291,6 +277,19 @@ impl Patient {
     }
 }
 
+/// A row the viewer just wrote (created, archived, restored), under their demographics scope.
+async fn as_patient(
+    state: &crate::state::AppState,
+    viewer: &Viewer,
+    row: patients::Model,
+) -> AppResult<Patient> {
+    let (row, scope) = access::scopes_for_rows(state, viewer, vec![row])
+        .await?
+        .pop()
+        .ok_or(AppError::NotFound)?;
+    Ok(Patient::new(row, &state.keys, scope))
+}
+
 /// Names of the fields selected on a patient, recorded in its read audit row.
 fn selected(field: async_graphql::SelectionField<'_>) -> Vec<&str> {
     field
@@ -306,7 +305,7 @@ struct ReadDetail<'a> {
     fields: &'a [&'a str],
 }
 
-fn read_event(viewer: &Viewer, scope: &PatientScope, fields: &[&str]) -> AuditEvent {
+fn read_event(viewer: &Viewer, scope: &PatientScope<Demographics>, fields: &[&str]) -> AuditEvent {
     AuditEvent::by(viewer, "patient.read", "patient")
         .scope(scope)
         .resource(scope.patient_id().to_string())
@@ -357,13 +356,13 @@ impl PatientQuery {
         let state = ctx.state()?;
         let viewer = ctx.viewer()?;
         let id = parse_id("id", &id)?;
-        let (row, scope) = service::get(state, viewer, id).await?;
+        let (row, scope) = access::read_patient(state, viewer, id).await?;
         let fields = selected(ctx.field());
         state
             .audit
             .record(read_event(viewer, &scope, &fields))
             .await?;
-        Ok(Patient::new(row, &state.keys, scope, viewer))
+        Ok(Patient::new(row, &state.keys, scope))
     }
 
     /// The patients you may see, filtered and paged (`first` ≤ 100).
@@ -409,25 +408,16 @@ impl PatientQuery {
             })
             .collect();
         let page = service::list(state, viewer, &filter, first, after, want_total).await?;
-        let ids: Vec<_> = page.rows.iter().map(|r| r.id).collect();
-        access::preload(state, viewer, &ids).await?;
-        let mut edges = Vec::with_capacity(page.rows.len());
-        let mut events = Vec::with_capacity(page.rows.len());
-        for row in page.rows {
-            access::remember_row(viewer, &row);
-            // Access can change between the page query and here (a care-team removal):
-            // such a row is left out (its denial audited), not the whole page failed.
-            let scope = match access::demographics_scope(state, viewer, row.id).await {
-                Ok(scope) => scope,
-                Err(AppError::NotFound) => continue,
-                Err(e) => return Err(e.into()),
-            };
+        let rows = access::scopes_for_rows(state, viewer, page.rows).await?;
+        let mut edges = Vec::with_capacity(rows.len());
+        let mut events = Vec::with_capacity(rows.len());
+        for (row, scope) in rows {
             if !node_fields.is_empty() {
                 events.push(read_event(viewer, &scope, &node_fields));
             }
             edges.push(PatientEdge {
                 cursor: encode_cursor(CURSOR, row.id),
-                node: Patient::new(row, &state.keys, scope, viewer),
+                node: Patient::new(row, &state.keys, scope),
             });
         }
         state.audit.record_many(events).await?;
@@ -607,10 +597,16 @@ impl PatientMutation {
             );
         }
         let input = input.parse()?;
-        let row = service::create(state, viewer, input, idempotency_key.as_deref()).await?;
-        access::remember_row(viewer, &row);
-        let scope = access::demographics_scope(state, viewer, row.id).await?;
-        Ok(Patient::new(row, &state.keys, scope, viewer))
+        let registration = access::registration(viewer)?;
+        let row = service::create(
+            state,
+            viewer,
+            &registration,
+            input,
+            idempotency_key.as_deref(),
+        )
+        .await?;
+        Ok(as_patient(state, viewer, row).await?)
     }
 
     /// Change demographics. A stale `expectedVersion` is CONFLICT and changes nothing.
@@ -628,23 +624,17 @@ impl PatientMutation {
         let changes = input.parse()?;
         // The read establishes visibility (NOT_FOUND) and the viewer's standing, so the
         // write scope below, which break-glass never yields, needs no query of its own.
-        let (_, scope) = service::get(state, viewer, id).await?;
-        let write = access::demographics_write_scope(state, viewer, id, "patient.update").await?;
-        if viewer.role == Role::Patient && changes.touches_identity() {
-            return access::deny(
-                state,
-                viewer,
-                id,
-                "patient.update",
-                AppError::Forbidden(
-                    "patients may change contact details, language and gender identity; ask your clinic to correct names, birth date or SSN",
-                ),
-            )
-            .await
-            .map_err(Into::into);
-        }
+        let (_, scope) = access::read_patient(state, viewer, id).await?;
+        let write = access::demographics_write_scope(
+            state,
+            viewer,
+            id,
+            changes.touches_identity(),
+            "patient.update",
+        )
+        .await?;
         let row = service::update(state, viewer, &write, expected_version, changes).await?;
-        Ok(Patient::new(row, &state.keys, scope, viewer))
+        Ok(Patient::new(row, &state.keys, scope))
     }
 
     /// Soft-archive a patient (ADMIN), with the reason kept encrypted.
@@ -661,7 +651,7 @@ impl PatientMutation {
                 .map_err(Into::into);
         }
         let row = service::set_archived(state, viewer, &scope, Some(&reason)).await?;
-        Ok(Patient::new(row, &state.keys, scope, viewer))
+        Ok(as_patient(state, viewer, row).await?)
     }
 
     /// Bring an archived patient back (ADMIN).
@@ -677,6 +667,6 @@ impl PatientMutation {
                 .map_err(Into::into);
         }
         let row = service::set_archived(state, viewer, &scope, None).await?;
-        Ok(Patient::new(row, &state.keys, scope, viewer))
+        Ok(as_patient(state, viewer, row).await?)
     }
 }

@@ -9,7 +9,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::types::*;
-use crate::access::{self, Demographics, PatientScope, Viewer, WriteScope};
+use crate::access::{self, AdminOnly, Demographics, PatientScope, Viewer, WriteScope};
 use crate::audit::{AuditEvent, WriteTxn};
 use crate::crypto::{KeyRing, Slot};
 use crate::error::{AppError, AppResult};
@@ -255,14 +255,12 @@ async fn any_patient(
 pub async fn create(
     state: &AppState,
     viewer: &Viewer,
+    _registration: &access::Registration,
     mut input: NewPatient,
     idempotency_key: Option<&str>,
 ) -> AppResult<patients::Model> {
-    if input.mrn.is_some() && viewer.role != access::Role::Admin {
-        // Anyone else could use CONFLICT to learn that an MRN exists.
-        return Err(AppError::Forbidden(
-            "MRNs are assigned by the system or by administrators",
-        ));
+    if input.mrn.is_some() {
+        access::may_assign_mrn(viewer)?;
     }
     let hash = request_hash(&state.keys, &input)?;
     let key = idempotency_key.map(|k| stored_key(&state.keys, k));
@@ -281,10 +279,9 @@ pub async fn create(
             let row = find_visible(tx.conn(), viewer, prior.resource_id)
                 .await?
                 .ok_or(AppError::NotFound)?;
-            let scope = access::creation_scope(viewer, row.id)?;
             tx.audit(
                 AuditEvent::by(viewer, "patient.read", "patient")
-                    .scope(&scope)
+                    .patient(row.id)
                     .resource(row.id.to_string())
                     .detail(serde_json::json!({ "idempotentReplay": true })),
             );
@@ -300,7 +297,6 @@ pub async fn create(
         None => input.mrn = Some(unused_mrn(&state.keys, tx.conn()).await?),
     }
     let id = Uuid::new_v4();
-    let scope = access::creation_scope(viewer, id)?;
     let row = build_row(&state.keys, id, &input, Some(viewer.user_id))?;
     patients::Entity::insert(row)
         .exec_without_returning(tx.conn())
@@ -332,7 +328,7 @@ pub async fn create(
     }
     tx.audit(
         AuditEvent::by(viewer, "patient.create", "patient")
-            .scope(&scope)
+            .patient(id)
             .resource(id.to_string()),
     );
     let created = patients::Entity::find_by_id(id)
@@ -355,41 +351,6 @@ pub async fn find_visible(
         q = q.filter(patients::Column::ArchivedAt.is_null());
     }
     Ok(q.one(db).await?)
-}
-
-/// Load for reading: NOT_FOUND (audited as a denial) when absent or not visible.
-pub async fn get(
-    state: &AppState,
-    viewer: &Viewer,
-    id: Uuid,
-) -> AppResult<(patients::Model, PatientScope)> {
-    let row = match (viewer.role, viewer.provider_id) {
-        // One statement, shared with concurrent reads (see `super::reads`): the row with
-        // the provider's standing, so `access` needs no further query.
-        (access::Role::Provider, Some(provider)) => {
-            let reads = state.service::<super::reads::ProviderReads>()?;
-            reads.read(provider, id).await?.and_then(|r| {
-                (r.care_team || r.emergency).then(|| {
-                    access::remember(viewer, &r.row, r.care_team, r.emergency);
-                    r.row
-                })
-            })
-        }
-        _ => {
-            let row = find_visible(&state.db, viewer, id).await?;
-            if let Some(row) = &row {
-                access::remember_row(viewer, row);
-            }
-            row
-        }
-    };
-    match row {
-        Some(row) => {
-            let scope = access::demographics_scope(state, viewer, id).await?;
-            Ok((row, scope))
-        }
-        None => access::deny(state, viewer, id, "patient.read", AppError::NotFound).await,
-    }
 }
 
 fn filter_condition(keys: &KeyRing, f: &PatientFilter) -> AppResult<Condition> {
@@ -555,7 +516,7 @@ pub async fn update(
     }
     tx.audit(
         AuditEvent::by(viewer, "patient.update", "patient")
-            .scope(scope.scope())
+            .scope(scope)
             .resource(id.to_string())
             .detail(serde_json::json!({ "fields": changes.field_names() })),
     );
@@ -571,7 +532,7 @@ pub async fn update(
 pub async fn set_archived(
     state: &AppState,
     viewer: &Viewer,
-    scope: &PatientScope,
+    scope: &PatientScope<AdminOnly>,
     reason: Option<&str>,
 ) -> AppResult<patients::Model> {
     let id = scope.patient_id();

@@ -109,7 +109,7 @@ impl Batch for PatientBatch {
 /// "now" given as SQL expressions of the statement they go into.
 fn standing<B: sea_orm::sea_query::QueryBuilder>(builder: B, provider: &str, now: &str) -> String {
     use sea_orm::sea_query::{Expr, Query};
-    let (team, emergency) = crate::access::provider_standing(Expr::cust(provider), Expr::cust(now));
+    let (team, emergency) = super::provider_standing(Expr::cust(provider), Expr::cust(now));
     let select = Query::select()
         .expr_as(team, sea_orm::sea_query::Alias::new("cg_care_team"))
         .expr_as(emergency, sea_orm::sea_query::Alias::new("cg_emergency"))

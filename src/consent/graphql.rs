@@ -7,7 +7,6 @@ use crate::access;
 use crate::audit::AuditEvent;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
-use crate::graphql::guards::{PATIENT_DATA_ROLES, RoleGuard};
 use crate::graphql::relay::parse_id;
 use entity::consents;
 
@@ -63,7 +62,6 @@ pub struct ConsentQuery;
 #[Object]
 impl ConsentQuery {
     /// A patient's consents, newest first, with history (the patient and ADMIN).
-    #[graphql(guard = "RoleGuard(PATIENT_DATA_ROLES)")]
     async fn consents(&self, ctx: &Context<'_>, patient_id: ID) -> Result<Vec<Consent>> {
         let state = ctx.state()?;
         let viewer = ctx.viewer()?;
@@ -88,7 +86,6 @@ pub struct ConsentMutation;
 #[Object]
 impl ConsentMutation {
     /// Grant consent (the patient for themself, or ADMIN).
-    #[graphql(guard = "RoleGuard(PATIENT_DATA_ROLES)")]
     async fn grant_consent(&self, ctx: &Context<'_>, input: GrantConsentInput) -> Result<Consent> {
         let state = ctx.state()?;
         let viewer = ctx.viewer()?;
@@ -105,7 +102,6 @@ impl ConsentMutation {
     }
 
     /// Withdraw a consent; it stops applying on the very next request.
-    #[graphql(guard = "RoleGuard(PATIENT_DATA_ROLES)")]
     async fn withdraw_consent(&self, ctx: &Context<'_>, id: ID) -> Result<Consent> {
         let state = ctx.state()?;
         let viewer = ctx.viewer()?;

@@ -4,6 +4,7 @@
 //! domains' roots is the top-level `schema` module.
 pub mod context;
 pub mod deny_by_default;
+pub mod field_guards;
 pub mod guards;
 pub mod limits;
 pub mod operation_cache;

@@ -23,6 +23,7 @@ use futures_util::stream::BoxStream;
 use super::Limits;
 use super::context::RequestCtx;
 use super::deny_by_default;
+use super::field_guards::FieldGuards;
 use super::limits::{self, Refusal};
 use super::operation_cache::{OperationCache, RequestCache};
 use super::request_errors;
@@ -30,15 +31,18 @@ use super::request_errors;
 pub struct Pipeline {
     cache: OperationCache,
     cfg: Limits,
+    guards: &'static FieldGuards,
 }
 
 impl Pipeline {
     /// `capacity`: operations the cache keeps (see [`OperationCache`]); the schema's limits
     /// give the shape bounds, the deadline and whether suggestions may be shown.
-    pub fn new(capacity: usize, limits: Limits) -> Self {
+    /// `guards`: every field's declared guard, enforced on each field resolved.
+    pub fn new(capacity: usize, limits: Limits, guards: &'static FieldGuards) -> Self {
         Pipeline {
             cache: OperationCache::new(capacity),
             cfg: limits,
+            guards,
         }
     }
 }
@@ -48,6 +52,7 @@ impl ExtensionFactory for Pipeline {
         Arc::new(PipelineExt {
             cache: self.cache.request(),
             cfg: self.cfg,
+            guards: self.guards,
             deadline: OnceLock::new(),
             suggestions: Arc::default(),
             counted: AtomicBool::new(false),
@@ -58,6 +63,7 @@ impl ExtensionFactory for Pipeline {
 struct PipelineExt {
     cache: RequestCache,
     cfg: Limits,
+    guards: &'static FieldGuards,
     deadline: OnceLock<Instant>,
     /// Decided once the request's viewer is known; read when its errors are cleaned up.
     suggestions: Arc<OnceLock<bool>>,
@@ -132,7 +138,7 @@ impl Extension for PipelineExt {
         if self.deadline.get().is_some_and(|d| Instant::now() > *d) {
             return Err(Refusal::time().into());
         }
-        deny_by_default::resolve(ctx, info, next, &self.counted).await
+        deny_by_default::resolve(ctx, info, next, &self.counted, self.guards).await
     }
 }
 

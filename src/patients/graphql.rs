@@ -13,7 +13,6 @@ use crate::audit::AuditEvent;
 use crate::crypto::{KeyRing, Slot};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::ContextExt;
-use crate::graphql::guards::{ADMIN, PATIENT_DATA_ROLES, RoleGuard, STAFF};
 use crate::graphql::relay::{
     Connection, PageInfo, decode_cursor, encode_cursor, page_size, parse_id,
 };
@@ -351,7 +350,6 @@ pub struct PatientQuery;
 #[Object]
 impl PatientQuery {
     /// One patient. NOT_FOUND both when it does not exist and when you may not see it.
-    #[graphql(guard = "RoleGuard(PATIENT_DATA_ROLES)")]
     async fn patient(&self, ctx: &Context<'_>, id: ID) -> Result<Patient> {
         let state = ctx.state()?;
         let viewer = ctx.viewer()?;
@@ -367,7 +365,6 @@ impl PatientQuery {
 
     /// The patients you may see, filtered and paged (`first` ≤ 100).
     #[graphql(
-        guard = "RoleGuard(PATIENT_DATA_ROLES)",
         // A page costs what one patient's selection costs, `first` times.
         complexity = "1 + first.clamp(1, crate::graphql::relay::MAX_FIRST) as usize * child_complexity"
     )]
@@ -579,7 +576,6 @@ pub struct PatientMutation;
 impl PatientMutation {
     /// Register a patient (ADMIN, PROVIDER). Repeating the call with the same
     /// `idempotencyKey` and input returns the first result; a different input is CONFLICT.
-    #[graphql(guard = "RoleGuard(STAFF)")]
     async fn create_patient(
         &self,
         ctx: &Context<'_>,
@@ -610,7 +606,6 @@ impl PatientMutation {
     }
 
     /// Change demographics. A stale `expectedVersion` is CONFLICT and changes nothing.
-    #[graphql(guard = "RoleGuard(PATIENT_DATA_ROLES)")]
     async fn update_patient(
         &self,
         ctx: &Context<'_>,
@@ -638,7 +633,6 @@ impl PatientMutation {
     }
 
     /// Soft-archive a patient (ADMIN), with the reason kept encrypted.
-    #[graphql(guard = "RoleGuard(ADMIN)")]
     async fn archive_patient(&self, ctx: &Context<'_>, id: ID, reason: String) -> Result<Patient> {
         let state = ctx.state()?;
         let viewer = ctx.viewer()?;
@@ -655,7 +649,6 @@ impl PatientMutation {
     }
 
     /// Bring an archived patient back (ADMIN).
-    #[graphql(guard = "RoleGuard(ADMIN)")]
     async fn restore_patient(&self, ctx: &Context<'_>, id: ID) -> Result<Patient> {
         let state = ctx.state()?;
         let viewer = ctx.viewer()?;

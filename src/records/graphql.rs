@@ -15,7 +15,6 @@ use super::types::{AllergySeverity, AllergyStatus};
 use crate::audit::{AuditEvent, PatientGrant, WriteTxn};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::ContextExt;
-use crate::graphql::guards::{PATIENT_DATA_ROLES, RoleGuard, STAFF};
 use crate::graphql::relay::{self, Connection, Edge, PageInfo, decode_cursor, encode_cursor};
 use crate::identity::Viewer;
 use crate::input::{parse_clinical_text, parse_reason};
@@ -624,7 +623,6 @@ pub struct RecordsQuery;
 impl RecordsQuery {
     /// One medical record. NOT_FOUND both when it does not exist and when you may not see
     /// it (a SENSITIVE record without the SENSITIVE consent included).
-    #[graphql(guard = "RoleGuard(PATIENT_DATA_ROLES)")]
     async fn record(&self, ctx: &Context<'_>, id: ID) -> Result<MedicalRecord> {
         let state = ctx.state()?;
         let viewer = ctx.viewer()?;
@@ -1084,7 +1082,6 @@ pub struct RecordsMutation;
 #[Object]
 impl RecordsMutation {
     /// Record a lab result (care-team PROVIDER with RECORDS consent, or ADMIN).
-    #[graphql(guard = "RoleGuard(STAFF)")]
     async fn record_lab_result(
         &self,
         ctx: &Context<'_>,
@@ -1103,7 +1100,6 @@ impl RecordsMutation {
     }
 
     /// Add a visit note (care-team PROVIDER with RECORDS consent, or ADMIN).
-    #[graphql(guard = "RoleGuard(STAFF)")]
     async fn add_visit_note(
         &self,
         ctx: &Context<'_>,
@@ -1117,7 +1113,6 @@ impl RecordsMutation {
 
     /// Prescribe a medication (care-team PROVIDER with MEDICATIONS consent, or ADMIN).
     /// With an idempotency key, a double submission returns the first prescription.
-    #[graphql(guard = "RoleGuard(STAFF)")]
     async fn prescribe_medication(
         &self,
         ctx: &Context<'_>,
@@ -1137,7 +1132,6 @@ impl RecordsMutation {
     }
 
     /// Stop an active medication, saying why.
-    #[graphql(guard = "RoleGuard(STAFF)")]
     async fn stop_medication(
         &self,
         ctx: &Context<'_>,
@@ -1168,7 +1162,6 @@ impl RecordsMutation {
     }
 
     /// Record an allergy (care-team PROVIDER with ALLERGIES consent, or ADMIN).
-    #[graphql(guard = "RoleGuard(STAFF)")]
     async fn record_allergy(
         &self,
         ctx: &Context<'_>,
@@ -1191,7 +1184,6 @@ impl RecordsMutation {
     }
 
     /// Mark an allergy resolved (same rights as recording one).
-    #[graphql(guard = "RoleGuard(STAFF)")]
     async fn resolve_allergy(&self, ctx: &Context<'_>, id: ID) -> Result<Allergy> {
         let viewer = ctx.viewer()?.user_id;
         let r = modify(ctx, &id, Change::Resolve, None, None, |r| {
@@ -1221,7 +1213,6 @@ impl RecordsMutation {
     }
 
     /// Record an immunization (care-team PROVIDER with IMMUNIZATIONS consent, or ADMIN).
-    #[graphql(guard = "RoleGuard(STAFF)")]
     async fn record_immunization(
         &self,
         ctx: &Context<'_>,
@@ -1241,7 +1232,6 @@ impl RecordsMutation {
     }
 
     /// Add a clinical document (care-team PROVIDER with DOCUMENTS consent, or ADMIN).
-    #[graphql(guard = "RoleGuard(STAFF)")]
     async fn add_document(
         &self,
         ctx: &Context<'_>,
@@ -1261,7 +1251,6 @@ impl RecordsMutation {
 
     /// Replace a record's content, keeping every prior version in `history`. A stale
     /// `expectedVersion` is CONFLICT.
-    #[graphql(guard = "RoleGuard(STAFF)")]
     async fn amend_record(
         &self,
         ctx: &Context<'_>,
@@ -1323,7 +1312,6 @@ impl RecordsMutation {
 
     /// Withdraw a record as a mistake. It stays, marked ENTERED_IN_ERROR, and leaves lists
     /// unless they ask for it; it can no longer change.
-    #[graphql(guard = "RoleGuard(STAFF)")]
     async fn mark_entered_in_error(
         &self,
         ctx: &Context<'_>,

@@ -2,6 +2,7 @@
 //! extensions every operation runs under (`crate::graphql`), and the per-request loaders.
 #[cfg(test)]
 mod fuzz_tests;
+pub mod guards;
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{EmptySubscription, MergedObject, Schema};
@@ -51,7 +52,7 @@ pub fn schema_builder(
     .limit_complexity(limits.complexity)
     .limit_recursive_depth(32)
     .limit_directives(20)
-    .extension(pipeline::Pipeline::new(512, limits));
+    .extension(pipeline::Pipeline::new(512, limits, &guards::GUARDS));
     if !limits.introspection {
         b = b.disable_introspection();
     }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod fhir;
 pub mod graphql;
 pub mod http;
+pub mod idempotency;
 pub mod identity;
 pub mod input;
 pub mod patients;

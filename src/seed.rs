@@ -6,6 +6,8 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use crate::access::Role;
+use crate::appointments::availability::{self, Schedule, WeeklyHours};
+use crate::appointments::types::AppointmentStatus;
 use crate::audit::{AuditEvent, WriteTxn};
 use crate::auth::service::create_user;
 use crate::consent::types::ConsentScope;
@@ -88,11 +90,22 @@ pub async fn demo(state: &AppState) -> AppResult<bool> {
     let patient2 = Uuid::new_v4();
     let mut tx = WriteTxn::begin(&state.db).await?;
     let db = tx.conn();
-    for (id, name) in [(doctor, "Dr. Demo Doctor"), (doctor2, "Dr. Demo Second")] {
+    let week = demo_week();
+    for (id, name, specialty, schedule) in [
+        (doctor, "Dr. Demo Doctor", "Family medicine", Some(&week)),
+        (doctor2, "Dr. Demo Second", "Cardiology", None),
+    ] {
+        let weekly = schedule
+            .map(|s| crate::appointments::types::weekly_to_json(&s.weekly))
+            .transpose()?;
         providers::Entity::insert(providers::ActiveModel {
             id: Set(id),
             display_name: Set(name.into()),
             created_at: Set(now),
+            specialty: Set(Some(specialty.into())),
+            time_zone: Set(schedule.map(|s| s.time_zone.name().to_owned())),
+            slot_minutes: Set(schedule.map(|s| s.slot_minutes as i32)),
+            weekly_hours: Set(weekly),
         })
         .exec_without_returning(db)
         .await?;
@@ -178,12 +191,89 @@ pub async fn demo(state: &AppState) -> AppResult<bool> {
             .exec_without_returning(db)
             .await?;
     }
+    let visits = demo_appointments(&week, now);
+    for (starts_at, status, reason) in &visits {
+        let new = crate::appointments::service::NewAppointment {
+            patient_id: patient,
+            provider_id: doctor,
+            starts_at: *starts_at,
+            duration_minutes: i32::try_from(week.slot_minutes).unwrap_or(30),
+            reason: (*reason).into(),
+        };
+        let row = crate::appointments::service::build_row(
+            &state.keys,
+            Uuid::new_v4(),
+            &new,
+            *status,
+            doctor_user,
+        )?;
+        entity::appointments::Entity::insert(entity::appointments::ActiveModel::from(row))
+            .exec_without_returning(db)
+            .await?;
+    }
     tx.audit(
-        AuditEvent::new("seed.demo", "system")
-            .detail(serde_json::json!({ "users": DEMO_USERS.len(), "patients": 2 })),
+        AuditEvent::new("seed.demo", "system").detail(serde_json::json!({
+            "users": DEMO_USERS.len(),
+            "patients": 2,
+            "appointments": visits.len(),
+        })),
     );
     tx.commit().await?;
     Ok(true)
+}
+
+/// The demo doctor's week: Monday to Friday, 09:00–12:00 and 13:00–17:00 in Berlin,
+/// 30-minute slots.
+fn demo_week() -> Schedule {
+    use chrono::{NaiveTime, Weekday};
+    let t = |h| NaiveTime::from_hms_opt(h, 0, 0).unwrap_or_default();
+    let days = [
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+    ];
+    Schedule {
+        time_zone: chrono_tz::Tz::Europe__Berlin,
+        slot_minutes: 30,
+        weekly: days
+            .iter()
+            .flat_map(|&weekday| {
+                [(9, 12), (13, 17)].map(|(start, end)| WeeklyHours {
+                    weekday,
+                    start: t(start),
+                    end: t(end),
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The demo patient's visits with the demo doctor, placed in the doctor's hours relative to
+/// `now`: one completed about a week ago, and two to come in the next two weeks.
+fn demo_appointments(
+    week: &Schedule,
+    now: chrono::DateTime<Utc>,
+) -> Vec<(chrono::DateTime<Utc>, AppointmentStatus, &'static str)> {
+    use chrono::TimeDelta;
+    let mut out = Vec::new();
+    let past =
+        availability::working_intervals(week, now - TimeDelta::days(10), now - TimeDelta::days(3));
+    if let Some((start, _)) = past.first() {
+        out.push((*start, AppointmentStatus::Completed, "Demo annual check-up"));
+    }
+    let from = now + TimeDelta::days(1);
+    let slots = availability::free_slots(week, &[], from, from + TimeDelta::days(14), now);
+    for (i, reason) in [
+        (0, "Demo follow-up: blood pressure"),
+        (20, "Demo A1c review"),
+    ] {
+        if let Some((start, _)) = slots.get(i) {
+            out.push((*start, AppointmentStatus::Scheduled, reason));
+        }
+    }
+    out
 }
 
 /// The demo patient's chart: one record of every kind, with how many days ago each happened.

@@ -43,6 +43,7 @@ mod tests {
     #[test]
     fn every_mapping_round_trips() {
         use crate::access::Role;
+        use crate::appointments::types::AppointmentStatus;
         use crate::audit::Outcome;
         use crate::consent::types::ConsentScope;
         use crate::patients::types::{GenderIdentity, SexAtBirth};
@@ -54,7 +55,8 @@ mod tests {
             SexAtBirth,
             GenderIdentity,
             AllergySeverity,
-            AllergyStatus
+            AllergyStatus,
+            AppointmentStatus
         );
         assert_eq!(ConsentScope::VARIANTS, ConsentScope::ALL.as_slice());
     }

@@ -1,6 +1,7 @@
 //! SeaORM entities for Caregraph. No business logic and no GraphQL derives here: the API maps
 //! these explicitly, so a new column never leaks. `*_enc` fields hold ciphertext only.
 pub mod allergies;
+pub mod appointments;
 pub mod audit_head;
 pub mod audit_log;
 pub mod care_team;
@@ -10,6 +11,7 @@ pub mod idempotency_keys;
 pub mod medical_record_versions;
 pub mod medical_records;
 pub mod patients;
+pub mod provider_time_off;
 pub mod providers;
 pub mod record_blobs;
 pub mod users;

@@ -1,2 +1,8 @@
-//! Providers' schedules and appointments.
+//! Providers' schedules and appointments: the provider directory, weekly working hours in
+//! the provider's time zone, time off, free slots, and appointments from booking to
+//! completion, cancellation or no-show. Who may do what is `access::schedule`'s decision.
 pub mod availability;
+pub mod graphql;
+pub mod loaders;
+pub mod service;
+pub mod types;

@@ -1,10 +1,11 @@
 //! Sign-in and session operations, and `me`.
-use async_graphql::{Context, ID, Object, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, TimeZone, Utc};
 use secrecy::SecretString;
 
 use super::service::{self, LoginOutcome, Tokens};
 use crate::access::Role;
+use crate::appointments::graphql::{self as appointments, Provider};
 use crate::graphql::context::ContextExt;
 
 /// The result of a sign-in step. With MFA enrolled, `login` returns only `mfaRequired` and
@@ -43,6 +44,7 @@ pub struct MfaEnrollment {
 
 /// The signed-in user.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Me {
     pub id: ID,
     pub email: String,
@@ -50,6 +52,19 @@ pub struct Me {
     pub patient_id: Option<ID>,
     pub provider_id: Option<ID>,
     pub mfa_enrolled: bool,
+    #[graphql(skip)]
+    pub provider_key: Option<uuid::Uuid>,
+}
+
+#[ComplexObject]
+impl Me {
+    /// Your entry in the provider directory, if you are a provider.
+    async fn provider(&self, ctx: &Context<'_>) -> Result<Option<Provider>> {
+        match self.provider_key {
+            Some(id) => Ok(appointments::provider_by_id(ctx, id).await?),
+            None => Ok(None),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -69,6 +84,7 @@ impl AuthQuery {
             patient_id: v.patient_id.map(|p| ID(p.to_string())),
             provider_id: v.provider_id.map(|p| ID(p.to_string())),
             mfa_enrolled: v.mfa_enrolled,
+            provider_key: v.provider_id,
         })
     }
 }

@@ -151,9 +151,7 @@ async fn run(
     meta: RequestMeta,
     graphql_json: bool,
 ) -> Response {
-    let req = req
-        .data(RequestCtx { viewer, meta })
-        .data(crate::schema::request_loaders(&s.app));
+    let req = crate::schema::request_loaders(&s.app).attach(req.data(RequestCtx { viewer, meta }));
     respond(s.schema.execute(req).await, graphql_json)
 }
 

@@ -62,12 +62,10 @@ impl Extension for WsViewerExt {
             .map_err(refuse)?
             .filter(|v| !v.restricted)
             .ok_or_else(|| refuse(AppError::Unauthenticated))?;
-        let request = request
-            .data(RequestCtx {
-                viewer: Some(viewer),
-                meta: ws.meta.clone(),
-            })
-            .data(schema::request_loaders(state));
+        let request = schema::request_loaders(state).attach(request.data(RequestCtx {
+            viewer: Some(viewer),
+            meta: ws.meta.clone(),
+        }));
         next.run(ctx, request).await
     }
 }

@@ -246,6 +246,43 @@ impl Patient {
     async fn allergies(&self, ctx: &Context<'_>) -> Result<Option<Vec<records::Allergy>>> {
         Ok(Some(records::allergies(ctx, self.row.id).await?))
     }
+    /// The providers on the patient's care team, by name.
+    async fn care_team(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<Vec<crate::appointments::graphql::Provider>>> {
+        Ok(Some(
+            crate::appointments::graphql::care_team(ctx, self.row.id).await?,
+        ))
+    }
+    /// Appointments, soonest first, optionally of one status and starting in `[from, to)`.
+    /// Every read is audited, naming the appointments shown.
+    #[graphql(
+        complexity = "1 + first.clamp(1, crate::graphql::relay::MAX_FIRST) as usize * child_complexity"
+    )]
+    async fn appointments(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<crate::appointments::types::AppointmentStatus>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> Result<Option<crate::graphql::relay::Connection<crate::appointments::graphql::Appointment>>>
+    {
+        Ok(Some(
+            crate::appointments::graphql::patient_appointments(
+                ctx,
+                self.row.id,
+                status,
+                from,
+                to,
+                first,
+                after,
+            )
+            .await?,
+        ))
+    }
     /// The patient as a FHIR R4 `Patient` resource.
     async fn fhir(&self) -> Result<async_graphql::Json<serde_json::Value>> {
         let address: Option<Address> = self.open_json("address", &self.row.address_enc)?;

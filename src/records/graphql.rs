@@ -8,7 +8,7 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use uuid::Uuid;
 
-use super::family::{self, Change, Changed, Idempotency, NewRecord, Record};
+use super::family::{self, Change, Changed, NewRecord, Record};
 use super::kinds::*;
 use super::scope::{self, ReadGrant};
 use super::types::{AllergySeverity, AllergyStatus};
@@ -16,6 +16,7 @@ use crate::audit::{AuditEvent, PatientGrant, WriteTxn};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::ContextExt;
 use crate::graphql::relay::{self, Connection, Edge, PageInfo, decode_cursor, encode_cursor};
+use crate::idempotency::Idempotency;
 use crate::identity::Viewer;
 use crate::input::{parse_clinical_text, parse_reason};
 use crate::state::AppState;

@@ -21,6 +21,9 @@ const DEMOGRAPHICS: Guard = Capability("PatientScope<Demographics>");
 const OWNER: Guard = Capability("PatientScope<OwnerOnly>");
 const RECORD: Guard = Capability("records::scope::ReadGrant (access::clinical_grant)");
 const SIGNED_IN_VIEWER: Guard = Capability("the signed-in viewer's own session");
+const SCHEDULE: Guard = Capability(
+    "access::schedule::ScheduleGrant (a patient's appointments) or CalendarGrant (a provider's)",
+);
 
 /// Every type's guards.
 pub static TABLE: &[TypeGuards] = &[
@@ -35,6 +38,9 @@ pub static TABLE: &[TypeGuards] = &[
             ("consents", Roles(PATIENT_DATA_ROLES)),
             ("accessHistory", Roles(PATIENT_DATA_ROLES)),
             // Providers and free/busy are not PHI; availability_grant decides who may ask.
+            ("providers", SignedIn),
+            ("providerAvailability", SignedIn),
+            ("appointment", Roles(PATIENT_DATA_ROLES)),
         ],
     },
     TypeGuards {
@@ -66,6 +72,13 @@ pub static TABLE: &[TypeGuards] = &[
             ("assignCareTeam", Roles(ADMIN)),
             ("removeCareTeam", Roles(ADMIN)),
             ("openEmergencyAccess", Roles(PROVIDER_ONLY)),
+            ("setSchedule", Roles(STAFF)),
+            ("addTimeOff", Roles(STAFF)),
+            ("scheduleAppointment", Roles(PATIENT_DATA_ROLES)),
+            ("rescheduleAppointment", Roles(PATIENT_DATA_ROLES)),
+            ("cancelAppointment", Roles(PATIENT_DATA_ROLES)),
+            ("completeAppointment", Roles(STAFF)),
+            ("markNoShow", Roles(STAFF)),
         ],
     },
     // Sign-in results: the caller's own tokens, no PHI.
@@ -102,6 +115,10 @@ pub static TABLE: &[TypeGuards] = &[
             ("documents", Access("access::clinical_grant")),
             ("medications", Access("access::clinical_grant")),
             ("allergies", Access("access::clinical_grant")),
+            (
+                "appointments",
+                Access("access::schedule::appointments_grant"),
+            ),
         ],
     },
     TypeGuards {
@@ -240,6 +257,51 @@ pub static TABLE: &[TypeGuards] = &[
         fields: &[],
     },
     // The provider directory, working hours and free slots: not patient PHI.
+    TypeGuards {
+        type_name: "Provider",
+        all: Some(SignedIn),
+        fields: &[("schedule", Access("access::schedule::calendar_grant"))],
+    },
+    TypeGuards {
+        type_name: "ProviderConnection",
+        all: Some(SignedIn),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "ProviderEdge",
+        all: Some(SignedIn),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "WeeklyHours",
+        all: Some(SignedIn),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "Slot",
+        all: Some(SignedIn),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "TimeOff",
+        all: Some(Capability("access::schedule::CalendarGrant")),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "Appointment",
+        all: Some(SCHEDULE),
+        fields: &[("patient", Access("access::read_patient"))],
+    },
+    TypeGuards {
+        type_name: "AppointmentConnection",
+        all: Some(SCHEDULE),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "AppointmentEdge",
+        all: Some(SCHEDULE),
+        fields: &[],
+    },
 ];
 
 /// The table, indexed.

@@ -1,14 +1,17 @@
 //! Schema assembly: the domain roots merged into one schema, with the limits and
 //! extensions every operation runs under (`crate::graphql`), and the per-request loaders.
+mod appointment_patient;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod guards;
 
-use async_graphql::dataloader::DataLoader;
+use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use crate::access::graphql::AccessMutation;
 use crate::access::history::AuditQuery;
+use crate::appointments::graphql::{AppointmentsMutation, AppointmentsQuery};
+use crate::appointments::loaders::{CareTeams, CareTeamsByPatient, Providers, ProvidersById};
 use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::consent::graphql::{ConsentMutation, ConsentQuery};
 use crate::graphql::{Limits, pipeline};
@@ -23,6 +26,7 @@ pub struct QueryRoot(
     AuthQuery,
     PatientQuery,
     RecordsQuery,
+    AppointmentsQuery,
     ConsentQuery,
     AuditQuery,
 );
@@ -34,6 +38,7 @@ pub struct MutationRoot(
     PatientMutation,
     ConsentMutation,
     RecordsMutation,
+    AppointmentsMutation,
     AccessMutation,
 );
 
@@ -85,13 +90,51 @@ pub fn sdl() -> String {
     schema_builder(Limits::default()).finish().sdl()
 }
 
+pub use appointment_patient::AppointmentPatients;
+
+/// The per-request loaders (and the per-request read of appointments' patients), built for
+/// each operation and handed to it with [`RequestLoaders::attach`].
+pub struct RequestLoaders {
+    pub records: DataLoader<RecordsByPatient>,
+    pub providers: Providers,
+    pub care_teams: CareTeams,
+    pub appointment_patients: AppointmentPatients,
+}
+
+impl RequestLoaders {
+    /// The request with every loader in its data.
+    pub fn attach(self, req: async_graphql::Request) -> async_graphql::Request {
+        req.data(self.records)
+            .data(self.providers)
+            .data(self.care_teams)
+            .data(self.appointment_patients)
+    }
+}
+
 /// Per-request loaders.
-pub fn request_loaders(state: &AppState) -> DataLoader<RecordsByPatient> {
-    DataLoader::new(
-        RecordsByPatient {
-            db: state.db.clone(),
-            keys: state.keys.clone(),
-        },
-        tokio::spawn,
-    )
+pub fn request_loaders(state: &AppState) -> RequestLoaders {
+    RequestLoaders {
+        records: DataLoader::new(
+            RecordsByPatient {
+                db: state.db.clone(),
+                keys: state.keys.clone(),
+            },
+            tokio::spawn,
+        ),
+        // Cached: a calendar names its provider on every appointment.
+        providers: DataLoader::with_cache(
+            ProvidersById {
+                db: state.db.clone(),
+            },
+            tokio::spawn,
+            HashMapCache::default(),
+        ),
+        care_teams: DataLoader::new(
+            CareTeamsByPatient {
+                db: state.db.clone(),
+            },
+            tokio::spawn,
+        ),
+        appointment_patients: AppointmentPatients::default(),
+    }
 }

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod access;
+mod appointments;
 mod audit;
 mod auth;
 mod console;

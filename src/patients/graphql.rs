@@ -79,6 +79,35 @@ impl Patient {
         }
     }
 
+    /// The patient as a FHIR R4 `Patient` resource.
+    fn fhir_value(&self) -> AppResult<serde_json::Value> {
+        let address: Option<Address> = self.open_json("address", &self.row.address_enc)?;
+        let f = crate::fhir::PatientFields {
+            id: self.row.id,
+            mrn: self.open("mrn", &self.row.mrn_enc)?,
+            given_name: self.open("given_name", &self.row.given_name_enc)?,
+            middle_name: self.open_opt("middle_name", &self.row.middle_name_enc)?,
+            family_name: self.open("family_name", &self.row.family_name_enc)?,
+            birth_date: self.birth_date_value()?,
+            sex_at_birth: &self.row.sex_at_birth,
+            email: self.open_opt("email", &self.row.email_enc)?,
+            phone: self.open_opt("phone", &self.row.phone_enc)?,
+            address: address.as_ref().map(|a| crate::fhir::Address {
+                line1: a.line1.as_deref(),
+                line2: a.line2.as_deref(),
+                city: a.city.as_deref(),
+                state_province: a.state_province.as_deref(),
+                postal_code: a.postal_code.as_deref(),
+                country: a.country.as_deref(),
+            }),
+            preferred_language: self.row.preferred_language.clone(),
+            active: self.row.archived_at.is_none(),
+            version: self.row.version,
+            updated_at: self.row.updated_at,
+        };
+        Ok(crate::fhir::patient_resource(&f))
+    }
+
     fn birth_date_value(&self) -> AppResult<NaiveDate> {
         self.open("birth_date", &self.row.birth_date_enc)?
             .parse()
@@ -248,31 +277,19 @@ impl Patient {
     }
     /// The patient as a FHIR R4 `Patient` resource.
     async fn fhir(&self) -> Result<async_graphql::Json<serde_json::Value>> {
-        let address: Option<Address> = self.open_json("address", &self.row.address_enc)?;
-        let f = crate::fhir::PatientFields {
-            id: self.row.id,
-            mrn: self.open("mrn", &self.row.mrn_enc)?,
-            given_name: self.open("given_name", &self.row.given_name_enc)?,
-            middle_name: self.open_opt("middle_name", &self.row.middle_name_enc)?,
-            family_name: self.open("family_name", &self.row.family_name_enc)?,
-            birth_date: self.birth_date_value()?,
-            sex_at_birth: &self.row.sex_at_birth,
-            email: self.open_opt("email", &self.row.email_enc)?,
-            phone: self.open_opt("phone", &self.row.phone_enc)?,
-            address: address.as_ref().map(|a| crate::fhir::Address {
-                line1: a.line1.as_deref(),
-                line2: a.line2.as_deref(),
-                city: a.city.as_deref(),
-                state_province: a.state_province.as_deref(),
-                postal_code: a.postal_code.as_deref(),
-                country: a.country.as_deref(),
-            }),
-            preferred_language: self.row.preferred_language.clone(),
-            active: self.row.archived_at.is_none(),
-            version: self.row.version,
-            updated_at: self.row.updated_at,
-        };
-        Ok(async_graphql::Json(crate::fhir::patient_resource(&f)))
+        Ok(async_graphql::Json(self.fhir_value()?))
+    }
+    /// Right of access: a FHIR R4 Bundle (`searchset`) of the patient and every record the
+    /// viewer may see (documents with their content), as a file to download. One audit
+    /// row lists what it contained.
+    async fn fhir_export(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<async_graphql::Json<serde_json::Value>> {
+        let patient = self.fhir_value()?;
+        Ok(async_graphql::Json(
+            records::fhir_export(ctx, self.row.id, patient).await?,
+        ))
     }
 }
 

@@ -20,6 +20,7 @@ const PROVIDER_ONLY: &[Role] = &[Role::Provider];
 const DEMOGRAPHICS: Guard = Capability("PatientScope<Demographics>");
 const OWNER: Guard = Capability("PatientScope<OwnerOnly>");
 const RECORD: Guard = Capability("records::scope::ReadGrant (access::clinical_grant)");
+const HISTORY: Guard = Access("access::owner_or_admin_scope");
 const SIGNED_IN_VIEWER: Guard = Capability("the signed-in viewer's own session");
 
 /// Every type's guards.
@@ -102,6 +103,7 @@ pub static TABLE: &[TypeGuards] = &[
             ("documents", Access("access::clinical_grant")),
             ("medications", Access("access::clinical_grant")),
             ("allergies", Access("access::clinical_grant")),
+            ("fhirExport", Access("access::clinical_grant")),
         ],
     },
     TypeGuards {
@@ -152,37 +154,37 @@ pub static TABLE: &[TypeGuards] = &[
     TypeGuards {
         type_name: "MedicalRecord",
         all: Some(RECORD),
-        fields: &[],
+        fields: &[("accessHistory", HISTORY)],
     },
     TypeGuards {
         type_name: "LabResult",
         all: Some(RECORD),
-        fields: &[],
+        fields: &[("accessHistory", HISTORY)],
     },
     TypeGuards {
         type_name: "VisitNote",
         all: Some(RECORD),
-        fields: &[],
+        fields: &[("accessHistory", HISTORY)],
     },
     TypeGuards {
         type_name: "Medication",
         all: Some(RECORD),
-        fields: &[],
+        fields: &[("accessHistory", HISTORY)],
     },
     TypeGuards {
         type_name: "Allergy",
         all: Some(RECORD),
-        fields: &[],
+        fields: &[("accessHistory", HISTORY)],
     },
     TypeGuards {
         type_name: "Immunization",
         all: Some(RECORD),
-        fields: &[],
+        fields: &[("accessHistory", HISTORY)],
     },
     TypeGuards {
         type_name: "ClinicalDocument",
         all: Some(RECORD),
-        fields: &[],
+        fields: &[("accessHistory", HISTORY)],
     },
     TypeGuards {
         type_name: "RecordVersion",

@@ -660,10 +660,19 @@ impl RecordsQuery {
                 AuditEvent::by(viewer, "record.read", "medical_record")
                     .scope(&grant)
                     .resource(id.to_string())
-                    .detail(serde_json::json!({ "kind": rec.row.kind })),
+                    .detail(read_detail(&grant, &rec.row.kind)),
             )
             .await?;
         Ok(rec.into())
+    }
+}
+
+/// A single read's audit detail: the kind, and the basis when it rests on a share.
+fn read_detail(grant: &ReadGrant, kind: &str) -> serde_json::Value {
+    if grant.shared() {
+        serde_json::json!({ "kind": kind, "basis": crate::access::history::SHARE_BASIS })
+    } else {
+        serde_json::json!({ "kind": kind })
     }
 }
 

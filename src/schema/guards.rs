@@ -16,15 +16,43 @@ use crate::identity::Role;
 use Guard::*;
 
 const PROVIDER_ONLY: &[Role] = &[Role::Provider];
+const PATIENT_ONLY: &[Role] = &[Role::Patient];
+const PATIENT_OR_ADMIN: &[Role] = &[Role::Patient, Role::Admin];
 
 const DEMOGRAPHICS: Guard = Capability("PatientScope<Demographics>");
 const OWNER: Guard = Capability("PatientScope<OwnerOnly>");
 const RECORD: Guard = Capability("records::scope::ReadGrant (access::clinical_grant)");
 const HISTORY: Guard = Access("access::owner_or_admin_scope");
+const SHARE: Guard = Capability("access::shares::ShareGrant (a live share)");
 const SIGNED_IN_VIEWER: Guard = Capability("the signed-in viewer's own session");
 
 /// Every type's guards.
 pub static TABLE: &[TypeGuards] = &[
+    TypeGuards {
+        type_name: "RecordShare",
+        all: Some(OWNER),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "SharedRecord",
+        all: Some(SHARE),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "SharedRecordConnection",
+        all: Some(SHARE),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "SharedRecordEdge",
+        all: Some(SHARE),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "PatientIdentity",
+        all: Some(Capability("PatientScope<Identity> (from a live share)")),
+        fields: &[],
+    },
     TypeGuards {
         type_name: "Query",
         all: None,
@@ -35,6 +63,7 @@ pub static TABLE: &[TypeGuards] = &[
             ("record", Roles(PATIENT_DATA_ROLES)),
             ("consents", Roles(PATIENT_DATA_ROLES)),
             ("accessHistory", Roles(PATIENT_DATA_ROLES)),
+            ("sharedWithMe", Roles(PROVIDER_ONLY)),
             // Providers and free/busy are not PHI; availability_grant decides who may ask.
         ],
     },
@@ -67,6 +96,8 @@ pub static TABLE: &[TypeGuards] = &[
             ("assignCareTeam", Roles(ADMIN)),
             ("removeCareTeam", Roles(ADMIN)),
             ("openEmergencyAccess", Roles(PROVIDER_ONLY)),
+            ("shareRecord", Roles(PATIENT_ONLY)),
+            ("revokeShare", Roles(PATIENT_OR_ADMIN)),
         ],
     },
     // Sign-in results: the caller's own tokens, no PHI.
@@ -104,6 +135,7 @@ pub static TABLE: &[TypeGuards] = &[
             ("medications", Access("access::clinical_grant")),
             ("allergies", Access("access::clinical_grant")),
             ("fhirExport", Access("access::clinical_grant")),
+            ("recordShares", Access("access::owner_or_admin_scope")),
         ],
     },
     TypeGuards {

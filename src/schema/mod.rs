@@ -12,9 +12,10 @@ use crate::access::history::AuditQuery;
 use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::consent::graphql::{ConsentMutation, ConsentQuery};
 use crate::graphql::{Limits, pipeline};
-use crate::patients::graphql::{PatientMutation, PatientQuery};
+use crate::patients::graphql::{PatientMutation, PatientQuery, SharedQuery};
 use crate::records::family_loader::RecordsByPatient;
 use crate::records::graphql::{RecordsMutation, RecordsQuery};
+use crate::records::shares::SharesMutation;
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
@@ -23,6 +24,7 @@ pub struct QueryRoot(
     AuthQuery,
     PatientQuery,
     RecordsQuery,
+    SharedQuery,
     ConsentQuery,
     AuditQuery,
 );
@@ -34,6 +36,7 @@ pub struct MutationRoot(
     PatientMutation,
     ConsentMutation,
     RecordsMutation,
+    SharesMutation,
     AccessMutation,
 );
 

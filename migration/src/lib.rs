@@ -6,6 +6,7 @@ mod m20261124_120100_audit_append_only;
 mod m20261124_130000_patient_email_not_unique;
 mod m20261201_120000_medical_records;
 mod m20261201_130000_appointments;
+mod m20261201_140000_shares_and_corrections;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_130000_patient_email_not_unique::Migration),
             Box::new(m20261201_120000_medical_records::Migration),
             Box::new(m20261201_130000_appointments::Migration),
+            Box::new(m20261201_140000_shares_and_corrections::Migration),
         ]
     }
 }

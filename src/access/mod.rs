@@ -15,6 +15,7 @@ pub mod history;
 pub mod reads;
 pub mod schedule;
 pub mod service;
+pub mod shares;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

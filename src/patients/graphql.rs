@@ -79,6 +79,35 @@ impl Patient {
         }
     }
 
+    /// The patient as a FHIR R4 `Patient` resource.
+    fn fhir_value(&self) -> AppResult<serde_json::Value> {
+        let address: Option<Address> = self.open_json("address", &self.row.address_enc)?;
+        let f = crate::fhir::PatientFields {
+            id: self.row.id,
+            mrn: self.open("mrn", &self.row.mrn_enc)?,
+            given_name: self.open("given_name", &self.row.given_name_enc)?,
+            middle_name: self.open_opt("middle_name", &self.row.middle_name_enc)?,
+            family_name: self.open("family_name", &self.row.family_name_enc)?,
+            birth_date: self.birth_date_value()?,
+            sex_at_birth: &self.row.sex_at_birth,
+            email: self.open_opt("email", &self.row.email_enc)?,
+            phone: self.open_opt("phone", &self.row.phone_enc)?,
+            address: address.as_ref().map(|a| crate::fhir::Address {
+                line1: a.line1.as_deref(),
+                line2: a.line2.as_deref(),
+                city: a.city.as_deref(),
+                state_province: a.state_province.as_deref(),
+                postal_code: a.postal_code.as_deref(),
+                country: a.country.as_deref(),
+            }),
+            preferred_language: self.row.preferred_language.clone(),
+            active: self.row.archived_at.is_none(),
+            version: self.row.version,
+            updated_at: self.row.updated_at,
+        };
+        Ok(crate::fhir::patient_resource(&f))
+    }
+
     fn birth_date_value(&self) -> AppResult<NaiveDate> {
         self.open("birth_date", &self.row.birth_date_enc)?
             .parse()
@@ -285,31 +314,28 @@ impl Patient {
     }
     /// The patient as a FHIR R4 `Patient` resource.
     async fn fhir(&self) -> Result<async_graphql::Json<serde_json::Value>> {
-        let address: Option<Address> = self.open_json("address", &self.row.address_enc)?;
-        let f = crate::fhir::PatientFields {
-            id: self.row.id,
-            mrn: self.open("mrn", &self.row.mrn_enc)?,
-            given_name: self.open("given_name", &self.row.given_name_enc)?,
-            middle_name: self.open_opt("middle_name", &self.row.middle_name_enc)?,
-            family_name: self.open("family_name", &self.row.family_name_enc)?,
-            birth_date: self.birth_date_value()?,
-            sex_at_birth: &self.row.sex_at_birth,
-            email: self.open_opt("email", &self.row.email_enc)?,
-            phone: self.open_opt("phone", &self.row.phone_enc)?,
-            address: address.as_ref().map(|a| crate::fhir::Address {
-                line1: a.line1.as_deref(),
-                line2: a.line2.as_deref(),
-                city: a.city.as_deref(),
-                state_province: a.state_province.as_deref(),
-                postal_code: a.postal_code.as_deref(),
-                country: a.country.as_deref(),
-            }),
-            preferred_language: self.row.preferred_language.clone(),
-            active: self.row.archived_at.is_none(),
-            version: self.row.version,
-            updated_at: self.row.updated_at,
-        };
-        Ok(async_graphql::Json(crate::fhir::patient_resource(&f)))
+        Ok(async_graphql::Json(self.fhir_value()?))
+    }
+    /// The shares of this patient's records, newest first (the patient or ADMIN).
+    async fn record_shares(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<Vec<crate::records::shares::RecordShare>>> {
+        Ok(Some(
+            crate::records::shares::of_patient(ctx, self.row.id).await?,
+        ))
+    }
+    /// Right of access: a FHIR R4 Bundle (`searchset`) of the patient and every record the
+    /// viewer may see (documents with their content), as a file to download. One audit
+    /// row lists what it contained.
+    async fn fhir_export(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<async_graphql::Json<serde_json::Value>> {
+        let patient = self.fhir_value()?;
+        Ok(async_graphql::Json(
+            records::fhir_export(ctx, self.row.id, patient).await?,
+        ))
     }
 }
 
@@ -698,5 +724,135 @@ impl PatientMutation {
         }
         let row = service::set_archived(state, viewer, &scope, None).await?;
         Ok(as_patient(state, viewer, row).await?)
+    }
+}
+
+/// Who a shared record belongs to: the name and birth date that identify the patient, and
+/// nothing else (built only from a share's `PatientScope<Identity>`).
+pub struct PatientIdentity {
+    row: patients::Model,
+    keys: KeyRing,
+}
+
+impl PatientIdentity {
+    fn open(&self, column: &'static str, ct: &[u8]) -> AppResult<String> {
+        self.keys.open_str(
+            Slot {
+                table: service::TABLE,
+                column,
+                row: &self.row.id,
+            },
+            ct,
+        )
+    }
+}
+
+#[Object]
+impl PatientIdentity {
+    async fn id(&self) -> ID {
+        ID(self.row.id.to_string())
+    }
+    async fn given_name(&self) -> Result<String> {
+        Ok(self.open("given_name", &self.row.given_name_enc)?)
+    }
+    async fn family_name(&self) -> Result<String> {
+        Ok(self.open("family_name", &self.row.family_name_enc)?)
+    }
+    async fn birth_date(&self) -> Result<NaiveDate> {
+        Ok(self
+            .open("birth_date", &self.row.birth_date_enc)?
+            .parse()
+            .map_err(|_| AppError::internal_msg("stored birth date is malformed"))?)
+    }
+}
+
+/// A record a patient shared with you.
+#[derive(SimpleObject)]
+pub struct SharedRecord {
+    pub share_id: ID,
+    pub expires_at: DateTime<Utc>,
+    pub patient: PatientIdentity,
+    pub record: records::MedicalRecord,
+}
+
+impl crate::graphql::relay::Node for SharedRecord {
+    const NAME: &'static str = "SharedRecord";
+}
+
+/// Shared-record cursors: `s1:<share id>`.
+const SHARED_CURSOR: &str = "s1";
+
+#[derive(Default)]
+pub struct SharedQuery;
+
+#[Object]
+impl SharedQuery {
+    /// Records patients shared with you (a provider) that have not expired or been revoked,
+    /// each with the patient's name and birth date. Every one shown is an audited read.
+    #[graphql(
+        complexity = "1 + first.clamp(1, crate::graphql::relay::MAX_FIRST) as usize * child_complexity"
+    )]
+    async fn shared_with_me(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> Result<Connection<SharedRecord>> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let state = ctx.state()?;
+        let viewer = ctx.viewer()?;
+        let first = page_size(first)?;
+        let after = after
+            .as_deref()
+            .map(|c| decode_cursor::<Uuid>(SHARED_CURSOR, c))
+            .transpose()?;
+        let (shares, has_next) =
+            access::shares::shared_with_me(state, viewer, first, after).await?;
+        let ids: Vec<Uuid> = shares.iter().map(|s| s.identity().patient_id()).collect();
+        let rows: std::collections::HashMap<Uuid, patients::Model> = patients::Entity::find()
+            .filter(patients::Column::Id.is_in(ids))
+            .filter(patients::Column::ArchivedAt.is_null())
+            .all(&state.db)
+            .await
+            .map_err(AppError::from)?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
+        let mut edges = Vec::with_capacity(shares.len());
+        let mut events = Vec::with_capacity(shares.len());
+        for share in shares {
+            let identity = share.identity();
+            let Some(row) = rows.get(&identity.patient_id()) else {
+                continue;
+            };
+            let record = crate::records::shares::shared_record(state, &share).await?;
+            events.push(
+                AuditEvent::by(viewer, "record.read", "medical_record")
+                    .scope(&share)
+                    .resource(share.record_id().to_string())
+                    .detail(serde_json::json!({
+                        "basis": crate::access::history::SHARE_BASIS,
+                        "via": "sharedWithMe",
+                    })),
+            );
+            edges.push(crate::graphql::relay::Edge {
+                cursor: encode_cursor(SHARED_CURSOR, share.share_id()),
+                node: SharedRecord {
+                    share_id: ID(share.share_id().to_string()),
+                    expires_at: share.expires_at(),
+                    patient: PatientIdentity {
+                        row: row.clone(),
+                        keys: state.keys.clone(),
+                    },
+                    record,
+                },
+            });
+        }
+        state.audit.record_many(events).await?;
+        Ok(Connection {
+            page_info: PageInfo::new(edges.iter().map(|e| &e.cursor), has_next, after.is_some()),
+            total_count: edges.len() as u64,
+            edges,
+        })
     }
 }

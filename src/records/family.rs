@@ -37,6 +37,8 @@ pub struct RecordSet {
     pub(super) patient_id: Uuid,
     pub(super) kinds: Vec<RecordKind>,
     pub(super) sensitive: bool,
+    /// Only this record (a share), when set.
+    pub(super) record: Option<Uuid>,
 }
 
 impl RecordSet {
@@ -53,6 +55,7 @@ impl RecordSet {
     /// Whether a stored record falls inside this set.
     pub fn admits(&self, row: &medical_records::Model) -> bool {
         row.patient_id == self.patient_id
+            && self.record.is_none_or(|r| r == row.id)
             && RecordKind::parse(&row.kind).is_some_and(|k| self.kinds.contains(&k))
             && (self.sensitive || row.sensitivity == Sensitivity::Normal.as_str())
     }
@@ -64,6 +67,9 @@ impl RecordSet {
             .add(medical_records::Column::Kind.is_in(self.kinds.iter().map(|k| k.as_str())));
         if !self.sensitive {
             c = c.add(medical_records::Column::Sensitivity.eq(Sensitivity::Normal.as_str()));
+        }
+        if let Some(r) = self.record {
+            c = c.add(medical_records::Column::Id.eq(r));
         }
         c
     }

@@ -12,6 +12,7 @@ use super::family::{self, Change, Changed, NewRecord, Record};
 use super::kinds::*;
 use super::scope::{self, ReadGrant};
 use super::types::{AllergySeverity, AllergyStatus};
+use crate::access::history::AccessHistoryConnection;
 use crate::audit::{AuditEvent, PatientGrant, WriteTxn};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::ContextExt;
@@ -87,6 +88,25 @@ macro_rules! record_type {
             /// The record as a FHIR R4 resource.
             async fn fhir(&self) -> Json<serde_json::Value> {
                 Json(super::fhir::resource(&self.0.rec, None))
+            }
+            /// Who read or changed this record, when, and under which grant (the patient,
+            /// or ADMIN; FORBIDDEN for anyone else).
+            #[graphql(
+                complexity = "1 + first.clamp(1, crate::graphql::relay::MAX_FIRST) as usize * child_complexity"
+            )]
+            async fn access_history(
+                &self,
+                ctx: &Context<'_>,
+                #[graphql(default = 20)] first: i32,
+                after: Option<String>,
+            ) -> Result<Option<AccessHistoryConnection>> {
+                let state = ctx.state()?;
+                let viewer = ctx.viewer()?;
+                let row = &self.0.rec.row;
+                Ok(Some(
+                    crate::access::history::page(state, viewer, row.patient_id, Some(row.id), first, after)
+                        .await?,
+                ))
             }
             $($fields)*
         }
@@ -284,7 +304,13 @@ fn provider(n: &Node) -> Option<ID> {
     field(name = "record_status", ty = "RecordStatus"),
     field(name = "sensitivity", ty = "Sensitivity"),
     field(name = "history", ty = "Vec<RecordVersion>"),
-    field(name = "fhir", ty = "Json<serde_json::Value>")
+    field(name = "fhir", ty = "Json<serde_json::Value>"),
+    field(
+        name = "access_history",
+        ty = "Option<AccessHistoryConnection>",
+        arg(name = "first", ty = "i32", default = 20),
+        arg(name = "after", ty = "Option<String>")
+    )
 )]
 pub enum MedicalRecord {
     LabResult(LabResult),
@@ -635,10 +661,19 @@ impl RecordsQuery {
                 AuditEvent::by(viewer, "record.read", "medical_record")
                     .scope(&grant)
                     .resource(id.to_string())
-                    .detail(serde_json::json!({ "kind": rec.row.kind })),
+                    .detail(read_detail(&grant, &rec.row.kind)),
             )
             .await?;
         Ok(rec.into())
+    }
+}
+
+/// A single read's audit detail: the kind, and the basis when it rests on a share.
+fn read_detail(grant: &ReadGrant, kind: &str) -> serde_json::Value {
+    if grant.shared() {
+        serde_json::json!({ "kind": kind, "basis": crate::access::history::SHARE_BASIS })
+    } else {
+        serde_json::json!({ "kind": kind })
     }
 }
 
@@ -1330,4 +1365,64 @@ impl RecordsMutation {
         })
         .await
     }
+}
+
+/// The patient's FHIR export: `patient` (their Patient resource) and every record the
+/// viewer's grant covers (all kinds when it is the patient or an ADMIN; a provider's
+/// consented categories; no records at all without any), documents with their content.
+/// One audit row lists every resource it contained.
+pub async fn fhir_export(
+    ctx: &Context<'_>,
+    patient_id: Uuid,
+    patient: serde_json::Value,
+) -> AppResult<serde_json::Value> {
+    let state = ctx.state()?;
+    let viewer = ctx.viewer()?;
+    let grant = match scope::read(state, viewer, patient_id, None, "record.export").await {
+        Ok(g) => Some(g),
+        // No clinical category consented: the export holds the demographics only.
+        Err(AppError::ConsentRequired { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let mut resources = vec![patient];
+    let mut ids = vec![format!("Patient/{patient_id}")];
+    if let Some(grant) = &grant {
+        let all = family::by_sets(
+            &state.db,
+            &state.keys,
+            std::slice::from_ref(grant.set()),
+            &family::ListFilter::default(),
+        )
+        .await?;
+        for rec in all.into_values().flatten() {
+            let body = match &rec.content {
+                Content::Document(d) => Some(
+                    family::document_body(&state.db, &state.keys, rec.row.id, d.blob_id).await?,
+                ),
+                _ => None,
+            };
+            let r = super::fhir::resource(&rec, body.as_deref());
+            ids.push(format!(
+                "{}/{}",
+                r["resourceType"].as_str().unwrap_or("Resource"),
+                rec.row.id
+            ));
+            resources.push(r);
+        }
+    }
+    let cfg = &state.cfg;
+    let base = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cfg.bind_addr));
+    let bundle = super::fhir::bundle(resources, &format!("{}/fhir", base.trim_end_matches('/')));
+    let mut ev = AuditEvent::by(viewer, "patient.export", "patient")
+        .patient(patient_id)
+        .resource(patient_id.to_string())
+        .detail(serde_json::json!({ "count": ids.len(), "resources": ids }));
+    if let Some(g) = &grant {
+        ev = ev.scope(g);
+    }
+    state.audit.record(ev).await?;
+    Ok(bundle)
 }

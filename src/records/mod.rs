@@ -9,4 +9,5 @@ pub mod fhir;
 pub mod graphql;
 pub mod kinds;
 pub mod scope;
+pub mod shares;
 pub mod types;

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::family::{self, Record, RecordSet};
 use super::kinds::{RecordKind, Sensitivity};
+use crate::access::shares::ShareGrant;
 use crate::access::{
     self, Allergies, ClinicalGrant, Documents, Immunizations, Medications, Records, WriteScope,
 };
@@ -15,10 +16,17 @@ use crate::error::{AppError, AppResult};
 use crate::identity::Viewer;
 use crate::state::AppState;
 
-/// A read grant over some of one patient's record kinds.
+/// What a read rests on: the patient's clinical grant, or a share of one record.
+#[derive(Clone, Debug)]
+enum Basis {
+    Clinical(ClinicalGrant),
+    Share(ShareGrant),
+}
+
+/// A read grant over some of one patient's record kinds (or over one shared record).
 #[derive(Clone, Debug)]
 pub struct ReadGrant {
-    grant: ClinicalGrant,
+    basis: Basis,
     set: RecordSet,
 }
 
@@ -28,12 +36,39 @@ impl ReadGrant {
     }
 }
 
+impl ReadGrant {
+    /// Whether the read rests on a share (its audit rows say so).
+    pub fn shared(&self) -> bool {
+        matches!(self.basis, Basis::Share(_))
+    }
+}
+
 impl PatientGrant for ReadGrant {
     fn patient_id(&self) -> Uuid {
-        self.grant.patient_id()
+        match &self.basis {
+            Basis::Clinical(g) => g.patient_id(),
+            Basis::Share(s) => s.patient_id(),
+        }
     }
     fn break_glass(&self) -> bool {
-        self.grant.break_glass()
+        match &self.basis {
+            Basis::Clinical(g) => g.break_glass(),
+            Basis::Share(_) => false,
+        }
+    }
+}
+
+/// The read grant a live share gives: that one record, whatever its kind or sensitivity
+/// (the patient chose to share it).
+pub fn shared(share: &ShareGrant, kind: RecordKind) -> ReadGrant {
+    ReadGrant {
+        set: RecordSet {
+            patient_id: share.patient_id(),
+            kinds: vec![kind],
+            sensitive: true,
+            record: Some(share.record_id()),
+        },
+        basis: Basis::Share(share.clone()),
     }
 }
 
@@ -47,6 +82,7 @@ fn set_of(grant: &ClinicalGrant, kinds: Option<&[RecordKind]>) -> RecordSet {
         patient_id: grant.patient_id(),
         kinds,
         sensitive: grant.sensitive(),
+        record: None,
     }
 }
 
@@ -78,7 +114,10 @@ pub async fn read(
     let grant =
         access::clinical_grant(state, viewer, patient_id, &wanted, explicit, action).await?;
     let set = set_of(&grant, kinds.filter(|k| !k.is_empty()));
-    Ok(ReadGrant { grant, set })
+    Ok(ReadGrant {
+        basis: Basis::Clinical(grant),
+        set,
+    })
 }
 
 /// One record by id, and the grant it was read under. NOT_FOUND (audited) when it does not
@@ -96,6 +135,12 @@ pub async fn one(
     };
     let kind = RecordKind::parse(&row.kind)
         .ok_or_else(|| AppError::internal_msg("stored record kind is unknown"))?;
+    // A provider holding a live share of this record reads it through the share.
+    if let Some(share) = access::shares::share_grant(state, viewer, id).await? {
+        let grant = shared(&share, kind);
+        let rec = family::open(&state.keys, row)?;
+        return Ok((grant, rec));
+    }
     let sensitive = row.sensitivity != Sensitivity::Normal.as_str();
     let grant = match access::clinical_grant(
         state,
@@ -118,7 +163,13 @@ pub async fn one(
         return not_found(state, viewer, id, Some(row.patient_id), action).await;
     }
     let rec = family::open(&state.keys, row)?;
-    Ok((ReadGrant { grant, set }, rec))
+    Ok((
+        ReadGrant {
+            basis: Basis::Clinical(grant),
+            set,
+        },
+        rec,
+    ))
 }
 
 async fn not_found<T>(

@@ -16,10 +16,14 @@ use crate::identity::Role;
 use Guard::*;
 
 const PROVIDER_ONLY: &[Role] = &[Role::Provider];
+const PATIENT_ONLY: &[Role] = &[Role::Patient];
+const PATIENT_OR_ADMIN: &[Role] = &[Role::Patient, Role::Admin];
 
 const DEMOGRAPHICS: Guard = Capability("PatientScope<Demographics>");
 const OWNER: Guard = Capability("PatientScope<OwnerOnly>");
 const RECORD: Guard = Capability("records::scope::ReadGrant (access::clinical_grant)");
+const HISTORY: Guard = Access("access::owner_or_admin_scope");
+const SHARE: Guard = Capability("access::shares::ShareGrant (a live share)");
 const SIGNED_IN_VIEWER: Guard = Capability("the signed-in viewer's own session");
 const SCHEDULE: Guard = Capability(
     "access::schedule::ScheduleGrant (a patient's appointments) or CalendarGrant (a provider's)",
@@ -27,6 +31,31 @@ const SCHEDULE: Guard = Capability(
 
 /// Every type's guards.
 pub static TABLE: &[TypeGuards] = &[
+    TypeGuards {
+        type_name: "RecordShare",
+        all: Some(OWNER),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "SharedRecord",
+        all: Some(SHARE),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "SharedRecordConnection",
+        all: Some(SHARE),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "SharedRecordEdge",
+        all: Some(SHARE),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "PatientIdentity",
+        all: Some(Capability("PatientScope<Identity> (from a live share)")),
+        fields: &[],
+    },
     TypeGuards {
         type_name: "Query",
         all: None,
@@ -37,6 +66,7 @@ pub static TABLE: &[TypeGuards] = &[
             ("record", Roles(PATIENT_DATA_ROLES)),
             ("consents", Roles(PATIENT_DATA_ROLES)),
             ("accessHistory", Roles(PATIENT_DATA_ROLES)),
+            ("sharedWithMe", Roles(PROVIDER_ONLY)),
             // Providers and free/busy are not PHI; availability_grant decides who may ask.
             ("providers", SignedIn),
             ("providerAvailability", SignedIn),
@@ -79,6 +109,8 @@ pub static TABLE: &[TypeGuards] = &[
             ("cancelAppointment", Roles(PATIENT_DATA_ROLES)),
             ("completeAppointment", Roles(STAFF)),
             ("markNoShow", Roles(STAFF)),
+            ("shareRecord", Roles(PATIENT_ONLY)),
+            ("revokeShare", Roles(PATIENT_OR_ADMIN)),
         ],
     },
     // Sign-in results: the caller's own tokens, no PHI.
@@ -119,6 +151,8 @@ pub static TABLE: &[TypeGuards] = &[
                 "appointments",
                 Access("access::schedule::appointments_grant"),
             ),
+            ("fhirExport", Access("access::clinical_grant")),
+            ("recordShares", Access("access::owner_or_admin_scope")),
         ],
     },
     TypeGuards {
@@ -169,37 +203,37 @@ pub static TABLE: &[TypeGuards] = &[
     TypeGuards {
         type_name: "MedicalRecord",
         all: Some(RECORD),
-        fields: &[],
+        fields: &[("accessHistory", HISTORY)],
     },
     TypeGuards {
         type_name: "LabResult",
         all: Some(RECORD),
-        fields: &[],
+        fields: &[("accessHistory", HISTORY)],
     },
     TypeGuards {
         type_name: "VisitNote",
         all: Some(RECORD),
-        fields: &[],
+        fields: &[("accessHistory", HISTORY)],
     },
     TypeGuards {
         type_name: "Medication",
         all: Some(RECORD),
-        fields: &[],
+        fields: &[("accessHistory", HISTORY)],
     },
     TypeGuards {
         type_name: "Allergy",
         all: Some(RECORD),
-        fields: &[],
+        fields: &[("accessHistory", HISTORY)],
     },
     TypeGuards {
         type_name: "Immunization",
         all: Some(RECORD),
-        fields: &[],
+        fields: &[("accessHistory", HISTORY)],
     },
     TypeGuards {
         type_name: "ClinicalDocument",
         all: Some(RECORD),
-        fields: &[],
+        fields: &[("accessHistory", HISTORY)],
     },
     TypeGuards {
         type_name: "RecordVersion",

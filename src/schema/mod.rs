@@ -15,9 +15,10 @@ use crate::appointments::loaders::{CareTeams, CareTeamsByPatient, Providers, Pro
 use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::consent::graphql::{ConsentMutation, ConsentQuery};
 use crate::graphql::{Limits, pipeline};
-use crate::patients::graphql::{PatientMutation, PatientQuery};
+use crate::patients::graphql::{PatientMutation, PatientQuery, SharedQuery};
 use crate::records::family_loader::RecordsByPatient;
 use crate::records::graphql::{RecordsMutation, RecordsQuery};
+use crate::records::shares::SharesMutation;
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
@@ -27,6 +28,7 @@ pub struct QueryRoot(
     PatientQuery,
     RecordsQuery,
     AppointmentsQuery,
+    SharedQuery,
     ConsentQuery,
     AuditQuery,
 );
@@ -39,6 +41,7 @@ pub struct MutationRoot(
     ConsentMutation,
     RecordsMutation,
     AppointmentsMutation,
+    SharesMutation,
     AccessMutation,
 );
 

@@ -19,6 +19,9 @@ on_both_backends!(
     record_values_are_ciphertext_at_rest,
     list_reads_are_audited_with_the_records_shown,
     documents_up_to_a_mebibyte_for_signed_in_callers_only,
+    record_access_history_names_the_basis,
+    fhir_export_holds_what_the_viewer_may_see,
+    a_share_opens_one_record_to_one_provider_until_revoked,
 );
 
 const LAB: &str = r#"mutation($p: ID!, $k: String) { recordLabResult(patientId: $p, idempotencyKey: $k, input: {
@@ -730,4 +733,251 @@ async fn documents_up_to_a_mebibyte_for_signed_in_callers_only(b: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
+}
+
+async fn record_access_history_names_the_basis(b: Backend) {
+    let app = spawn_app(b).await;
+    let ids = write_one_of_each(&app).await;
+    let lab = &ids[0];
+    let pid = app.patient_id(PATIENT).await;
+    let doc = app.token(DOCTOR).await;
+    let pat = app.token(PATIENT).await;
+    let by_id = "query($id: ID!) { record(id: $id) { id } }";
+    app.gql(Some(&doc), by_id, json!({ "id": lab })).await;
+    app.gql(Some(&pat), RECORDS, json!({ "p": pid })).await;
+    // Break-glass by the second doctor, then a read under it.
+    let d2 = app.token(DOCTOR2).await;
+    let r = app
+        .gql(
+            Some(&d2),
+            "mutation($p: ID!) { openEmergencyAccess(patientId: $p, reason: \"unresponsive on arrival\") { id } }",
+            json!({ "p": pid }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    app.gql(Some(&d2), by_id, json!({ "id": lab })).await;
+    let q = "query($id: ID!) { record(id: $id) { accessHistory(first: 50) { edges { node { action actorRole basis breakGlass } } } } }";
+    let r = app.gql(Some(&pat), q, json!({ "id": lab })).await;
+    let edges = r["data"]["record"]["accessHistory"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .clone();
+    let has = |action: &str, basis: &str| {
+        edges
+            .iter()
+            .any(|e| e["node"]["action"] == action && e["node"]["basis"] == basis)
+    };
+    assert!(has("record.create", "CARE_TEAM_CONSENT"), "{r}");
+    assert!(has("record.read", "CARE_TEAM_CONSENT"), "{r}");
+    assert!(has("record.read", "OWNER"), "the list read naming it: {r}");
+    assert!(has("record.read", "BREAK_GLASS"), "{r}");
+    // Only rows about this record: none about the other kinds' writes.
+    assert!(
+        edges.iter().all(|e| e["node"]["action"] != "patient.read"),
+        "{r}"
+    );
+    // A provider may not read the history (the field nulls, the rest stays).
+    let r = app.gql(Some(&doc), q, json!({ "id": lab })).await;
+    assert_eq!(code(&r), Some("FORBIDDEN"), "{r}");
+    assert!(r["data"]["record"]["accessHistory"].is_null(), "{r}");
+}
+
+async fn fhir_export_holds_what_the_viewer_may_see(b: Backend) {
+    let app = spawn_app(b).await;
+    write_one_of_each(&app).await;
+    let pid = app.patient_id(PATIENT).await;
+    let pat = app.token(PATIENT).await;
+    let q = "query($p: ID!) { patient(id: $p) { fhirExport } }";
+    let r = app.gql(Some(&pat), q, json!({ "p": pid })).await;
+    let bundle = &r["data"]["patient"]["fhirExport"];
+    assert_eq!(bundle["resourceType"], "Bundle", "{r}");
+    assert_eq!(bundle["type"], "searchset");
+    let entries = bundle["entry"].as_array().expect("entries");
+    // The patient, six seeded records and six written here.
+    assert_eq!(entries.len(), 13, "{r}");
+    assert_eq!(bundle["total"], 13);
+    let types: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .map(|e| e["resource"]["resourceType"].as_str().unwrap())
+        .collect();
+    for t in [
+        "Patient",
+        "Observation",
+        "MedicationRequest",
+        "AllergyIntolerance",
+        "Immunization",
+        "DocumentReference",
+    ] {
+        assert!(types.contains(t), "{t} missing: {types:?}");
+    }
+    for e in entries {
+        let url = e["fullUrl"].as_str().unwrap();
+        assert!(
+            url.ends_with(e["resource"]["id"].as_str().unwrap()),
+            "{url}"
+        );
+    }
+    let imm = entries
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Immunization")
+        .unwrap();
+    assert_eq!(
+        imm["resource"]["vaccineCode"]["coding"][0]["system"],
+        "http://hl7.org/fhir/sid/cvx"
+    );
+    // Documents travel with their content.
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["resource"]["content"][0]["attachment"]["data"] == b64("Demo letter body")),
+        "{r}"
+    );
+    // One audit row lists what it held.
+    assert_eq!(app.audit_count("action = 'patient.export'").await, 1);
+    assert_eq!(
+        app.audit_count("action = 'patient.export' AND detail LIKE '%\"count\":13%'")
+            .await,
+        1
+    );
+    // A provider with MEDICATIONS consent only: the patient and medications, nothing else.
+    consent_only(&app, &["MEDICATIONS"]).await;
+    let doc = app.token(DOCTOR).await;
+    let r = app.gql(Some(&doc), q, json!({ "p": pid })).await;
+    let entries = r["data"]["patient"]["fhirExport"]["entry"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .clone();
+    let types: Vec<&str> = entries
+        .iter()
+        .map(|e| e["resource"]["resourceType"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.iter().filter(|t| **t == "Patient").count(), 1);
+    assert!(
+        types
+            .iter()
+            .all(|t| *t == "Patient" || *t == "MedicationRequest"),
+        "{types:?}"
+    );
+    assert_eq!(types.len(), 3, "{types:?}");
+}
+
+async fn a_share_opens_one_record_to_one_provider_until_revoked(b: Backend) {
+    let app = spawn_app(b).await;
+    let ids = write_one_of_each(&app).await;
+    let (lab, note) = (&ids[0], &ids[1]);
+    let pid = app.patient_id(PATIENT).await;
+    let pat = app.token(PATIENT).await;
+    let d2 = app.token(DOCTOR2).await;
+    let d2_provider = app.provider_id(DOCTOR2).await;
+    let by_id = "query($id: ID!) { record(id: $id) { id kind ... on LabResult { value } } }";
+    // Before: doctor2, outside the care team, sees nothing.
+    let r = app.gql(Some(&d2), by_id, json!({ "id": lab })).await;
+    assert_eq!(code(&r), Some("NOT_FOUND"), "{r}");
+    let share = "mutation($r: ID!, $p: ID!, $e: DateTime!) { shareRecord(recordId: $r, providerId: $p, expiresAt: $e) { id expiresAt revokedAt } }";
+    let until = (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339();
+    // Only the patient shares: not the care team, not another patient.
+    let doc = app.token(DOCTOR).await;
+    let v = json!({ "r": lab, "p": d2_provider, "e": until });
+    assert_eq!(
+        code(&app.gql(Some(&doc), share, v.clone()).await),
+        Some("FORBIDDEN")
+    );
+    let p2 = app.token(PATIENT2).await;
+    assert_eq!(
+        code(&app.gql(Some(&p2), share, v.clone()).await),
+        Some("NOT_FOUND"),
+        "another patient's record is not there"
+    );
+    let past = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let r = app
+        .gql(
+            Some(&pat),
+            share,
+            json!({ "r": lab, "p": d2_provider, "e": past }),
+        )
+        .await;
+    assert_eq!(code(&r), Some("VALIDATION"), "{r}");
+    let r = app.gql(Some(&pat), share, v).await;
+    let share_id = r["data"]["shareRecord"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    // Now doctor2 reads that record, and only that one.
+    let r = app.gql(Some(&d2), by_id, json!({ "id": lab })).await;
+    assert_eq!(r["data"]["record"]["value"], "5.4", "{r}");
+    let r = app.gql(Some(&d2), by_id, json!({ "id": note })).await;
+    assert_eq!(code(&r), Some("NOT_FOUND"), "{r}");
+    let r = app
+        .gql(
+            Some(&d2),
+            "query($id: ID!) { patient(id: $id) { givenName } }",
+            json!({ "id": pid }),
+        )
+        .await;
+    assert_eq!(code(&r), Some("NOT_FOUND"), "{r}");
+    let mine = "{ sharedWithMe { totalCount edges { node { shareId expiresAt patient { givenName familyName birthDate } record { id kind } } } } }";
+    let r = app.gql(Some(&d2), mine, json!({})).await;
+    let node = &r["data"]["sharedWithMe"]["edges"][0]["node"];
+    assert_eq!(node["record"]["id"], lab.as_str(), "{r}");
+    assert_eq!(node["patient"]["givenName"], "Testy");
+    assert!(node["patient"]["birthDate"].is_string());
+    // The patient's access history says the read rested on the share.
+    let q = "query($id: ID!) { accessHistory(patientId: $id, first: 100) { edges { node { action actorRole basis } } } }";
+    let r = app.gql(Some(&pat), q, json!({ "id": pid })).await;
+    assert!(
+        r["data"]["accessHistory"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["node"]["action"] == "record.read" && e["node"]["basis"] == "SHARE"),
+        "{r}"
+    );
+    let r = app
+        .gql(
+            Some(&pat),
+            "query($id: ID!) { patient(id: $id) { recordShares { id revokedAt } } }",
+            json!({ "id": pid }),
+        )
+        .await;
+    assert_eq!(
+        r["data"]["patient"]["recordShares"][0]["id"],
+        share_id.as_str(),
+        "{r}"
+    );
+    // Revoked: the very next read is NOT_FOUND, and the list is empty.
+    let revoke = "mutation($id: ID!) { revokeShare(id: $id) { revokedAt } }";
+    let r = app.gql(Some(&pat), revoke, json!({ "id": share_id })).await;
+    assert!(r["data"]["revokeShare"]["revokedAt"].is_string(), "{r}");
+    let r = app.gql(Some(&d2), by_id, json!({ "id": lab })).await;
+    assert_eq!(code(&r), Some("NOT_FOUND"), "{r}");
+    let r = app.gql(Some(&d2), mine, json!({})).await;
+    assert_eq!(r["data"]["sharedWithMe"]["totalCount"], 0, "{r}");
+    let r = app.gql(Some(&pat), revoke, json!({ "id": share_id })).await;
+    assert_eq!(code(&r), Some("CONFLICT"), "{r}");
+    // An expired share gives nothing either.
+    let v = json!({ "r": note, "p": d2_provider, "e": until });
+    let r = app.gql(Some(&pat), share, v).await;
+    assert!(r["errors"].is_null(), "{r}");
+    let r = app.gql(Some(&d2), by_id, json!({ "id": note })).await;
+    assert_eq!(r["data"]["record"]["kind"], "VISIT_NOTE", "{r}");
+    {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = &app.state.db;
+        let sql = match db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                "UPDATE record_shares SET expires_at = now() - interval '1 minute'"
+            }
+            _ => "UPDATE record_shares SET expires_at = '2000-01-01T00:00:00+00:00'",
+        };
+        db.execute(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap();
+    }
+    let r = app.gql(Some(&d2), by_id, json!({ "id": note })).await;
+    assert_eq!(code(&r), Some("NOT_FOUND"), "{r}");
+    assert!(
+        app.audit_count("action = 'record.share' AND outcome = 'SUCCESS'")
+            .await
+            == 2
+    );
 }

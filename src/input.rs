@@ -46,3 +46,18 @@ pub fn parse_clinical_text(field: &'static str, raw: &str, max: usize) -> AppRes
     }
     Ok(t.to_owned())
 }
+
+/// A statement someone writes in their own words (a request, an answer to it, a statement of
+/// disagreement): clinical free text of `min..=max` characters, line breaks kept.
+pub fn parse_statement(
+    field: &'static str,
+    raw: &str,
+    min: usize,
+    max: usize,
+) -> AppResult<String> {
+    let t = parse_clinical_text(field, raw, max)?;
+    if t.chars().count() < min {
+        return Err(AppError::validation(field, "is too short"));
+    }
+    Ok(t)
+}

@@ -47,7 +47,7 @@ mod tests {
         use crate::audit::Outcome;
         use crate::consent::types::ConsentScope;
         use crate::patients::types::{GenderIdentity, SexAtBirth};
-        use crate::records::types::{AllergySeverity, AllergyStatus};
+        use crate::records::types::{AllergySeverity, AllergyStatus, CorrectionStatus};
         round_trip!(
             Role,
             Outcome,
@@ -56,7 +56,8 @@ mod tests {
             GenderIdentity,
             AllergySeverity,
             AllergyStatus,
-            AppointmentStatus
+            AppointmentStatus,
+            CorrectionStatus
         );
         assert_eq!(ConsentScope::VARIANTS, ConsentScope::ALL.as_slice());
     }

@@ -398,6 +398,22 @@ pub async fn patient_appointments(
     })
 }
 
+/// The patient's appointments the viewer may see (`access::schedule::appointments_grant`,
+/// read-only), soonest first, as FHIR R4 `Appointment` resources: the entries
+/// `Patient.fhirExport` adds to its bundle. Not audited here: the export's one audit row
+/// names every resource it holds, these included.
+pub async fn fhir_entries(
+    ctx: &Context<'_>,
+    patient_id: Uuid,
+) -> AppResult<Vec<serde_json::Value>> {
+    let state = ctx.state()?;
+    let viewer = ctx.viewer()?;
+    let grant =
+        grants::appointments_grant(state, viewer, patient_id, false, "patient.export").await?;
+    let list = service::all_for_patient(&state.db, &state.keys, &grant).await?;
+    Ok(list.iter().map(super::fhir::resource).collect())
+}
+
 /// The grant over an existing appointment's patient, and its provider. An id that names no
 /// appointment is NOT_FOUND (audited), as is one whose patient the viewer may not see.
 async fn grant_for(

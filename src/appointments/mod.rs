@@ -2,6 +2,7 @@
 //! the provider's time zone, time off, free slots, and appointments from booking to
 //! completion, cancellation or no-show. Who may do what is `access::schedule`'s decision.
 pub mod availability;
+pub mod fhir;
 pub mod graphql;
 pub mod loaders;
 pub mod service;

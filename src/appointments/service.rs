@@ -808,6 +808,23 @@ pub async fn page_for_patient(
     })
 }
 
+/// Every appointment of the grant's patient, soonest first (the patient's FHIR export).
+pub async fn all_for_patient(
+    db: &impl ConnectionTrait,
+    keys: &KeyRing,
+    grant: &ScheduleGrant,
+) -> AppResult<Vec<Appointment>> {
+    appointments::Entity::find()
+        .filter(appointments::Column::PatientId.eq(grant.patient_id()))
+        .order_by_asc(appointments::Column::StartsAt)
+        .order_by_asc(appointments::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| open(keys, r))
+        .collect()
+}
+
 /// The provider's appointments that reach into `[from, to)`, soonest first (cancelled ones
 /// only when asked for).
 pub async fn calendar(

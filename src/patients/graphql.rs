@@ -325,16 +325,28 @@ impl Patient {
             crate::records::shares::of_patient(ctx, self.row.id).await?,
         ))
     }
-    /// Right of access: a FHIR R4 Bundle (`searchset`) of the patient and every record the
-    /// viewer may see (documents with their content), as a file to download. One audit
-    /// row lists what it contained.
+    /// The patient's requests to correct their records (45 CFR 164.526), newest first, with
+    /// answers and statements of disagreement (the patient or ADMIN).
+    async fn correction_requests(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<Vec<crate::records::corrections::CorrectionRequest>>> {
+        Ok(Some(
+            crate::records::corrections::of_patient(ctx, self.row.id).await?,
+        ))
+    }
+    /// Right of access: a FHIR R4 Bundle (`searchset`) of the patient, every record the
+    /// viewer may see (documents with their content; a disputed record with the patient's
+    /// statement of disagreement) and the patient's appointments the viewer may see, as a
+    /// file to download. One audit row lists what it contained.
     async fn fhir_export(
         &self,
         ctx: &Context<'_>,
     ) -> Result<async_graphql::Json<serde_json::Value>> {
         let patient = self.fhir_value()?;
+        let appointments = crate::appointments::graphql::fhir_entries(ctx, self.row.id).await?;
         Ok(async_graphql::Json(
-            records::fhir_export(ctx, self.row.id, patient).await?,
+            records::fhir_export(ctx, self.row.id, patient, appointments).await?,
         ))
     }
 }

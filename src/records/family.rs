@@ -271,6 +271,8 @@ pub enum Change {
     EnteredInError,
     Stop,
     Resolve,
+    /// An amendment that accepts the patient's correction request (45 CFR 164.526).
+    Correction,
 }
 
 impl Change {
@@ -280,6 +282,7 @@ impl Change {
             Change::EnteredInError => "ENTERED_IN_ERROR",
             Change::Stop => "STOP",
             Change::Resolve => "RESOLVE",
+            Change::Correction => "CORRECTION",
         }
     }
     pub fn action(self) -> &'static str {
@@ -288,6 +291,7 @@ impl Change {
             Change::EnteredInError => "record.entered_in_error",
             Change::Stop => "record.stop",
             Change::Resolve => "record.resolve",
+            Change::Correction => "record.correct",
         }
     }
 }

@@ -12,6 +12,7 @@ use entity::medical_records;
 use serde_json::{Number, Value, json};
 use uuid::Uuid;
 
+use super::corrections::Correction;
 use super::family::Record;
 use super::kinds::{
     AllergyContent, Content, DocumentContent, ImmunizationContent, LabContent, MedicationContent,
@@ -84,6 +85,51 @@ pub fn bundle(entries: Vec<Value>, base_url: &str) -> Value {
         b["entry"] = Value::Array(entry);
     }
     b
+}
+
+/// The extension a disputed record carries: the canonical URL of its definition.
+pub const DISAGREEMENT_EXTENSION: &str =
+    "https://caregraph.dev/fhir/StructureDefinition/amendment-disagreement";
+
+/// Attach to a record's resource, for each of `filed` (its denied correction requests with
+/// a statement of disagreement), what 45 CFR 164.526(d)(5) says must go with the record:
+/// the request, the denial and the patient's statement.
+///
+/// Represented as one complex `extension` per request on the resource itself, whatever its
+/// type: it travels with the resource wherever the resource goes, needs no second resource
+/// to be resolved, and every FHIR resource takes it, where `note` exists on some types only
+/// (DocumentReference has none) and a `Provenance` has no place for the texts. Its parts
+/// (sub-extensions): `correctionRequest` (our id), `request`, `requestedAt`, `denial`,
+/// `deniedAt`, `statement`, `statementFiledAt`. Requests without a statement are skipped.
+pub fn with_disagreements(resource: &mut Value, filed: &[Correction]) {
+    let mut list: Vec<Value> = match resource.get_mut("extension").map(Value::take) {
+        Some(Value::Array(a)) => a,
+        _ => Vec::new(),
+    };
+    for c in filed {
+        let Some(statement) = text(c.disagreement.as_deref()) else {
+            continue;
+        };
+        let mut parts = vec![
+            json!({ "url": "correctionRequest", "valueString": c.row.id.to_string() }),
+            json!({ "url": "request", "valueString": c.text }),
+            json!({ "url": "requestedAt", "valueDateTime": instant(&c.row.requested_at) }),
+        ];
+        if let Some(denial) = text(c.response.as_deref()) {
+            parts.push(json!({ "url": "denial", "valueString": denial }));
+        }
+        if let Some(t) = &c.row.responded_at {
+            parts.push(json!({ "url": "deniedAt", "valueDateTime": instant(t) }));
+        }
+        parts.push(json!({ "url": "statement", "valueString": statement }));
+        if let Some(t) = &c.row.disagreed_at {
+            parts.push(json!({ "url": "statementFiledAt", "valueDateTime": instant(t) }));
+        }
+        list.push(json!({ "url": DISAGREEMENT_EXTENSION, "extension": parts }));
+    }
+    if !list.is_empty() {
+        resource["extension"] = Value::Array(list);
+    }
 }
 
 // --- the kinds ------------------------------------------------------------------------------
@@ -940,5 +986,72 @@ mod tests {
         let t = Utc.timestamp_micros(1_795_815_000_123_456).unwrap();
         assert!(instant(&t).ends_with(".123456Z"));
         assert_eq!(date(&t), t.date_naive().to_string());
+    }
+
+    fn disputed(disagreement: Option<&str>) -> Correction {
+        let at = Utc.with_ymd_and_hms(2026, 3, 7, 8, 0, 0).unwrap();
+        Correction {
+            row: entity::correction_requests::Model {
+                id: Uuid::from_u128(9),
+                record_id: RECORD,
+                patient_id: PATIENT,
+                requested_by: USER,
+                requested_at: at,
+                text_enc: Vec::new(),
+                status: "DENIED".into(),
+                responded_by: Some(USER),
+                responded_at: Some(at + chrono::Duration::days(1)),
+                response_enc: None,
+                amended_version: None,
+                disagreement_enc: None,
+                disagreed_at: disagreement.map(|_| at + chrono::Duration::days(2)),
+            },
+            status: crate::records::types::CorrectionStatus::Denied,
+            text: "The value is from another visit.".into(),
+            response: Some("The value was checked against the lab report.".into()),
+            disagreement: disagreement.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_disputed_record_carries_request_denial_and_statement() {
+        for rec in [lab("98", Some("mg/dL")), note(), doc(None)] {
+            let mut r = resource(&rec, None);
+            with_disagreements(
+                &mut r,
+                &[disputed(Some("I still disagree.")), disputed(None)],
+            );
+            let ext = r["extension"].as_array().unwrap();
+            // The request without a statement adds nothing.
+            assert_eq!(ext.len(), 1);
+            assert_eq!(ext[0]["url"], DISAGREEMENT_EXTENSION);
+            let part = |name: &str| {
+                ext[0]["extension"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["url"] == name)
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            };
+            assert_eq!(
+                part("request")["valueString"],
+                "The value is from another visit."
+            );
+            assert_eq!(
+                part("denial")["valueString"],
+                "The value was checked against the lab report."
+            );
+            assert_eq!(part("statement")["valueString"], "I still disagree.");
+            assert_eq!(part("deniedAt")["valueDateTime"], "2026-03-08T08:00:00Z");
+            assert_eq!(
+                part("statementFiledAt")["valueDateTime"],
+                "2026-03-09T08:00:00Z"
+            );
+            assert_no_empties(&r);
+        }
+        let mut r = resource(&note(), None);
+        with_disagreements(&mut r, &[disputed(None)]);
+        assert!(r.get("extension").is_none());
     }
 }

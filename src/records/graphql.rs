@@ -8,6 +8,7 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use uuid::Uuid;
 
+use super::corrections::CorrectionRequest;
 use super::family::{self, Change, Changed, NewRecord, Record};
 use super::kinds::*;
 use super::scope::{self, ReadGrant};
@@ -107,6 +108,15 @@ macro_rules! record_type {
                     crate::access::history::page(state, viewer, row.patient_id, Some(row.id), first, after)
                         .await?,
                 ))
+            }
+            /// The patient's requests to correct this record (45 CFR 164.526), oldest first,
+            /// with their answers and any statement of disagreement: for whoever may read the
+            /// record. Audited.
+            async fn correction_requests(
+                &self,
+                ctx: &Context<'_>,
+            ) -> Result<Option<Vec<CorrectionRequest>>> {
+                Ok(Some(super::corrections::of_record(ctx, &self.0.rec.row).await?))
             }
             $($fields)*
         }
@@ -310,7 +320,8 @@ fn provider(n: &Node) -> Option<ID> {
         ty = "Option<AccessHistoryConnection>",
         arg(name = "first", ty = "i32", default = 20),
         arg(name = "after", ty = "Option<String>")
-    )
+    ),
+    field(name = "correction_requests", ty = "Option<Vec<CorrectionRequest>>")
 )]
 pub enum MedicalRecord {
     LabResult(LabResult),
@@ -343,6 +354,8 @@ pub enum RecordChange {
     EnteredInError,
     Stop,
     Resolve,
+    /// Amended to accept the patient's correction request.
+    Correction,
 }
 
 crate::text_enum!(RecordChange {
@@ -350,6 +363,7 @@ crate::text_enum!(RecordChange {
     EnteredInError => "ENTERED_IN_ERROR",
     Stop => "STOP",
     Resolve => "RESOLVE",
+    Correction => "CORRECTION",
 });
 
 /// An earlier version of a record, and the change that replaced it.
@@ -980,6 +994,73 @@ impl AmendRecordInput {
     }
 }
 
+/// A record's new content, parsed from an [`AmendRecordInput`] and checked, to apply to the
+/// record as it is stored at the time of the change ([`Amendment::apply`]).
+pub(super) struct Amendment(Parsed);
+
+impl AmendRecordInput {
+    /// Parse the input and check the provider it names exists (VALIDATION otherwise).
+    pub(super) async fn amendment(
+        &self,
+        state: &AppState,
+        viewer: &Viewer,
+    ) -> AppResult<Amendment> {
+        let parsed = self.parse(viewer)?;
+        if let Some(provider) = parsed.provider_id {
+            ensure_provider(state, provider).await?;
+        }
+        Ok(Amendment(parsed))
+    }
+}
+
+impl Amendment {
+    /// The record `r` after the amendment: of its own kind only, its sensitivity unchanged
+    /// (VALIDATION otherwise); what the amendment does not describe stays as it was.
+    pub(super) fn apply(self, r: &Record) -> AppResult<Changed> {
+        if self.0.content.kind() != r.kind() {
+            return Err(AppError::validation(
+                "input",
+                "must be the record's own kind",
+            ));
+        }
+        if self.0.sensitivity.as_str() != r.row.sensitivity {
+            return Err(AppError::validation(
+                "sensitivity",
+                "cannot change by amendment; mark the record entered in error and record it again",
+            ));
+        }
+        let mut content = self.0.content;
+        // A document amended without new content keeps its body.
+        if let (Content::Document(new), Content::Document(old), None) =
+            (&mut content, &r.content, &self.0.body)
+        {
+            new.blob_id = old.blob_id;
+            new.size = old.size;
+        }
+        // What the amendment does not describe stays as it was.
+        if let (Content::Allergy(new), Content::Allergy(old)) = (&mut content, &r.content) {
+            new.resolved_at = old.resolved_at;
+            new.resolved_by = old.resolved_by;
+        }
+        if let (Content::Medication(new), Content::Medication(old)) = (&mut content, &r.content)
+            && new.stop_reason.is_none()
+        {
+            new.stop_reason = old.stop_reason.clone();
+        }
+        let occurred_at = match r.kind() {
+            RecordKind::Allergy | RecordKind::Document => r.row.occurred_at,
+            _ => self.0.occurred_at,
+        };
+        Ok(Changed {
+            content,
+            status: r.row.status.clone(),
+            record_status: RecordStatus::Amended,
+            occurred_at,
+            body: self.0.body,
+        })
+    }
+}
+
 /// Hash input for idempotency: the operation's full request, as text (sealed into a keyed
 /// hash, never stored).
 fn request_text(patient_id: Uuid, p: &Parsed) -> AppResult<String> {
@@ -1295,54 +1376,15 @@ impl RecordsMutation {
         input: AmendRecordInput,
         reason: Option<String>,
     ) -> Result<MedicalRecord> {
-        let parsed = input.parse(ctx.viewer()?)?;
-        if let Some(provider) = parsed.provider_id {
-            ensure_provider(ctx.state()?, provider).await?;
-        }
-        modify(ctx, &id, Change::Amend, reason, Some(expected_version), move |r| {
-            if parsed.content.kind() != r.kind() {
-                return Err(AppError::validation(
-                    "input",
-                    "must be the record's own kind",
-                ));
-            }
-            if parsed.sensitivity.as_str() != r.row.sensitivity {
-                return Err(AppError::validation(
-                    "sensitivity",
-                    "cannot change by amendment; mark the record entered in error and record it again",
-                ));
-            }
-            let mut content = parsed.content;
-            // A document amended without new content keeps its body.
-            if let (Content::Document(new), Content::Document(old), None) =
-                (&mut content, &r.content, &parsed.body)
-            {
-                new.blob_id = old.blob_id;
-                new.size = old.size;
-            }
-            // What the amendment does not describe stays as it was.
-            if let (Content::Allergy(new), Content::Allergy(old)) = (&mut content, &r.content) {
-                new.resolved_at = old.resolved_at;
-                new.resolved_by = old.resolved_by;
-            }
-            if let (Content::Medication(new), Content::Medication(old)) =
-                (&mut content, &r.content)
-                && new.stop_reason.is_none()
-            {
-                new.stop_reason = old.stop_reason.clone();
-            }
-            let occurred_at = match r.kind() {
-                RecordKind::Allergy | RecordKind::Document => r.row.occurred_at,
-                _ => parsed.occurred_at,
-            };
-            Ok(Changed {
-                content,
-                status: r.row.status.clone(),
-                record_status: RecordStatus::Amended,
-                occurred_at,
-                body: parsed.body,
-            })
-        })
+        let amendment = input.amendment(ctx.state()?, ctx.viewer()?).await?;
+        modify(
+            ctx,
+            &id,
+            Change::Amend,
+            reason,
+            Some(expected_version),
+            move |r| amendment.apply(r),
+        )
         .await
     }
 
@@ -1367,14 +1409,19 @@ impl RecordsMutation {
     }
 }
 
-/// The patient's FHIR export: `patient` (their Patient resource) and every record the
-/// viewer's grant covers (all kinds when it is the patient or an ADMIN; a provider's
-/// consented categories; no records at all without any), documents with their content.
-/// One audit row lists every resource it contained.
+/// The patient's FHIR export: `patient` (their Patient resource), every record the viewer's
+/// grant covers (all kinds when it is the patient or an ADMIN; a provider's consented
+/// categories; no records at all without any), documents with their content, and then
+/// `extra`: resources other domains composed for the same viewer (the patient's
+/// appointments), which must carry `resourceType` and `id`. A record whose correction was
+/// denied and disputed carries the request, the denial and the patient's statement of
+/// disagreement ([`super::fhir::with_disagreements`]), as 45 CFR 164.526(d)(5) asks of
+/// every later disclosure. One audit row lists every resource it contained.
 pub async fn fhir_export(
     ctx: &Context<'_>,
     patient_id: Uuid,
     patient: serde_json::Value,
+    extra: Vec<serde_json::Value>,
 ) -> AppResult<serde_json::Value> {
     let state = ctx.state()?;
     let viewer = ctx.viewer()?;
@@ -1385,41 +1432,66 @@ pub async fn fhir_export(
         Err(e) => return Err(e),
     };
     let mut resources = vec![patient];
-    let mut ids = vec![format!("Patient/{patient_id}")];
+    let mut disputed = Vec::new();
     if let Some(grant) = &grant {
-        let all = family::by_sets(
+        let all: Vec<Record> = family::by_sets(
             &state.db,
             &state.keys,
             std::slice::from_ref(grant.set()),
             &family::ListFilter::default(),
         )
-        .await?;
-        for rec in all.into_values().flatten() {
+        .await?
+        .into_values()
+        .flatten()
+        .collect();
+        let ids: Vec<Uuid> = all.iter().map(|r| r.row.id).collect();
+        let mut corrections = super::corrections::by_records(&state.db, &state.keys, &ids).await?;
+        for rec in all {
             let body = match &rec.content {
                 Content::Document(d) => Some(
                     family::document_body(&state.db, &state.keys, rec.row.id, d.blob_id).await?,
                 ),
                 _ => None,
             };
-            let r = super::fhir::resource(&rec, body.as_deref());
-            ids.push(format!(
-                "{}/{}",
-                r["resourceType"].as_str().unwrap_or("Resource"),
-                rec.row.id
-            ));
+            let mut r = super::fhir::resource(&rec, body.as_deref());
+            let filed: Vec<_> = corrections
+                .remove(&rec.row.id)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| c.disagreement.is_some())
+                .collect();
+            if !filed.is_empty() {
+                disputed.extend(filed.iter().map(|c| c.row.id.to_string()));
+                super::fhir::with_disagreements(&mut r, &filed);
+            }
             resources.push(r);
         }
     }
+    resources.extend(extra);
+    let ids: Vec<String> = resources
+        .iter()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["resourceType"].as_str().unwrap_or("Resource"),
+                r["id"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
     let cfg = &state.cfg;
     let base = cfg
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", cfg.bind_addr));
     let bundle = super::fhir::bundle(resources, &format!("{}/fhir", base.trim_end_matches('/')));
+    let mut detail = serde_json::json!({ "count": ids.len(), "resources": ids });
+    if !disputed.is_empty() {
+        detail["disagreements"] = disputed.into();
+    }
     let mut ev = AuditEvent::by(viewer, "patient.export", "patient")
         .patient(patient_id)
         .resource(patient_id.to_string())
-        .detail(serde_json::json!({ "count": ids.len(), "resources": ids }));
+        .detail(detail);
     if let Some(g) = &grant {
         ev = ev.scope(g);
     }

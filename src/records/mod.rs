@@ -2,6 +2,8 @@
 //! allergies, immunizations, documents) in one table, each kind read under its consent
 //! category. Adding a kind is its content struct (`kinds`), its GraphQL type (`graphql`,
 //! one `record_type!`), its FHIR mapping (`fhir`) and a consent category in `access`.
+//! Patients ask to correct their records through `corrections` (45 CFR 164.526).
+pub mod corrections;
 pub mod cvx;
 pub mod family;
 pub mod family_loader;

@@ -24,6 +24,9 @@ const OWNER: Guard = Capability("PatientScope<OwnerOnly>");
 const RECORD: Guard = Capability("records::scope::ReadGrant (access::clinical_grant)");
 const HISTORY: Guard = Access("access::owner_or_admin_scope");
 const SHARE: Guard = Capability("access::shares::ShareGrant (a live share)");
+const CORRECTION: Guard = Capability(
+    "records::scope::ReadGrant (the record's) or PatientScope<OwnerOnly> (the patient's requests)",
+);
 const SIGNED_IN_VIEWER: Guard = Capability("the signed-in viewer's own session");
 const SCHEDULE: Guard = Capability(
     "access::schedule::ScheduleGrant (a patient's appointments) or CalendarGrant (a provider's)",
@@ -34,6 +37,11 @@ pub static TABLE: &[TypeGuards] = &[
     TypeGuards {
         type_name: "RecordShare",
         all: Some(OWNER),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "CorrectionRequest",
+        all: Some(CORRECTION),
         fields: &[],
     },
     TypeGuards {
@@ -111,6 +119,10 @@ pub static TABLE: &[TypeGuards] = &[
             ("markNoShow", Roles(STAFF)),
             ("shareRecord", Roles(PATIENT_ONLY)),
             ("revokeShare", Roles(PATIENT_OR_ADMIN)),
+            ("requestCorrection", Roles(PATIENT_ONLY)),
+            // The record's author or ADMIN, decided in records::corrections.
+            ("respondToCorrection", Roles(STAFF)),
+            ("fileDisagreement", Roles(PATIENT_ONLY)),
         ],
     },
     // Sign-in results: the caller's own tokens, no PHI.
@@ -151,8 +163,12 @@ pub static TABLE: &[TypeGuards] = &[
                 "appointments",
                 Access("access::schedule::appointments_grant"),
             ),
-            ("fhirExport", Access("access::clinical_grant")),
+            (
+                "fhirExport",
+                Access("access::clinical_grant, access::schedule::appointments_grant"),
+            ),
             ("recordShares", Access("access::owner_or_admin_scope")),
+            ("correctionRequests", Access("access::owner_or_admin_scope")),
         ],
     },
     TypeGuards {

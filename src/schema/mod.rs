@@ -16,6 +16,7 @@ use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::consent::graphql::{ConsentMutation, ConsentQuery};
 use crate::graphql::{Limits, pipeline};
 use crate::patients::graphql::{PatientMutation, PatientQuery, SharedQuery};
+use crate::records::corrections::{CorrectionsByRecord, CorrectionsMutation};
 use crate::records::family_loader::RecordsByPatient;
 use crate::records::graphql::{RecordsMutation, RecordsQuery};
 use crate::records::shares::SharesMutation;
@@ -42,6 +43,7 @@ pub struct MutationRoot(
     RecordsMutation,
     AppointmentsMutation,
     SharesMutation,
+    CorrectionsMutation,
     AccessMutation,
 );
 
@@ -99,6 +101,7 @@ pub use appointment_patient::AppointmentPatients;
 /// each operation and handed to it with [`RequestLoaders::attach`].
 pub struct RequestLoaders {
     pub records: DataLoader<RecordsByPatient>,
+    pub corrections: DataLoader<CorrectionsByRecord>,
     pub providers: Providers,
     pub care_teams: CareTeams,
     pub appointment_patients: AppointmentPatients,
@@ -108,6 +111,7 @@ impl RequestLoaders {
     /// The request with every loader in its data.
     pub fn attach(self, req: async_graphql::Request) -> async_graphql::Request {
         req.data(self.records)
+            .data(self.corrections)
             .data(self.providers)
             .data(self.care_teams)
             .data(self.appointment_patients)
@@ -119,6 +123,13 @@ pub fn request_loaders(state: &AppState) -> RequestLoaders {
     RequestLoaders {
         records: DataLoader::new(
             RecordsByPatient {
+                db: state.db.clone(),
+                keys: state.keys.clone(),
+            },
+            tokio::spawn,
+        ),
+        corrections: DataLoader::new(
+            CorrectionsByRecord {
                 db: state.db.clone(),
                 keys: state.keys.clone(),
             },

@@ -7,6 +7,7 @@ mod appointments;
 mod audit;
 mod auth;
 mod console;
+mod corrections;
 mod hostile;
 mod hostile_access;
 mod matrix;

@@ -41,12 +41,12 @@ const RECORDS: &str = r#"query($p: ID!, $f: RecordFilter, $first: Int! = 20, $af
     records(filter: $f, first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor }
       edges { cursor node { id kind version recordStatus sensitivity } } } } }"#;
 
-fn b64(s: &str) -> String {
+pub(crate) fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 /// Replace every consent the patient gave the doctor with one covering `scopes`.
-async fn consent_only(app: &TestApp, scopes: &[&str]) {
+pub(crate) async fn consent_only(app: &TestApp, scopes: &[&str]) {
     let pat = app.token(PATIENT).await;
     let pid = app.patient_id(PATIENT).await;
     let r = app
@@ -83,7 +83,7 @@ async fn consent_only(app: &TestApp, scopes: &[&str]) {
 }
 
 /// One record of every kind for the demo patient, written by the demo doctor.
-async fn write_one_of_each(app: &TestApp) -> Vec<String> {
+pub(crate) async fn write_one_of_each(app: &TestApp) -> Vec<String> {
     let doc = app.token(DOCTOR).await;
     let pid = app.patient_id(PATIENT).await;
     let mut ids = Vec::new();
@@ -787,15 +787,71 @@ async fn fhir_export_holds_what_the_viewer_may_see(b: Backend) {
     write_one_of_each(&app).await;
     let pid = app.patient_id(PATIENT).await;
     let pat = app.token(PATIENT).await;
+    // The seeded appointments, as the patient sees them.
+    let r = app
+        .gql(
+            Some(&pat),
+            "query($p: ID!) { patient(id: $p) { appointments(first: 50) { edges { node { id status startsAt endsAt reason provider { id } } } } } }",
+            json!({ "p": pid }),
+        )
+        .await;
+    let visits: Vec<Value> = r["data"]["patient"]["appointments"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .iter()
+        .map(|e| e["node"].clone())
+        .collect();
+    assert!(!visits.is_empty(), "the demo data books appointments: {r}");
+    let n = visits.len();
     let q = "query($p: ID!) { patient(id: $p) { fhirExport } }";
     let r = app.gql(Some(&pat), q, json!({ "p": pid })).await;
     let bundle = &r["data"]["patient"]["fhirExport"];
     assert_eq!(bundle["resourceType"], "Bundle", "{r}");
     assert_eq!(bundle["type"], "searchset");
     let entries = bundle["entry"].as_array().expect("entries");
-    // The patient, six seeded records and six written here.
-    assert_eq!(entries.len(), 13, "{r}");
-    assert_eq!(bundle["total"], 13);
+    // The patient, six seeded records, six written here, and the appointments.
+    assert_eq!(entries.len(), 13 + n, "{r}");
+    assert_eq!(bundle["total"], 13 + n);
+    // Each appointment as a FHIR Appointment: status mapped, times, participants, reason.
+    for v in &visits {
+        let id = v["id"].as_str().unwrap();
+        let e = entries
+            .iter()
+            .find(|e| e["resource"]["resourceType"] == "Appointment" && e["resource"]["id"] == id)
+            .unwrap_or_else(|| panic!("appointment {id} missing: {r}"));
+        let a = &e["resource"];
+        let want = match v["status"].as_str().unwrap() {
+            "SCHEDULED" => "booked",
+            "COMPLETED" => "fulfilled",
+            "CANCELLED" => "cancelled",
+            "NO_SHOW" => "noshow",
+            other => panic!("{other}"),
+        };
+        assert_eq!(a["status"], want, "{a}");
+        assert_eq!(a["reasonCode"][0]["text"], v["reason"], "{a}");
+        let at = |s: &Value| chrono::DateTime::parse_from_rfc3339(s.as_str().unwrap()).unwrap();
+        assert_eq!(at(&a["start"]), at(&v["startsAt"]));
+        assert_eq!(at(&a["end"]), at(&v["endsAt"]));
+        let actors: Vec<&str> = a["participant"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["actor"]["reference"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            actors,
+            [
+                format!("Patient/{}", pid.as_str()),
+                format!("Practitioner/{}", v["provider"]["id"].as_str().unwrap()),
+            ]
+        );
+        assert!(
+            e["fullUrl"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/Appointment/{id}"))
+        );
+    }
     let types: std::collections::BTreeSet<&str> = entries
         .iter()
         .map(|e| e["resource"]["resourceType"].as_str().unwrap())
@@ -832,14 +888,25 @@ async fn fhir_export_holds_what_the_viewer_may_see(b: Backend) {
             .any(|e| e["resource"]["content"][0]["attachment"]["data"] == b64("Demo letter body")),
         "{r}"
     );
-    // One audit row lists what it held.
+    // One audit row lists what it held, the appointments included.
     assert_eq!(app.audit_count("action = 'patient.export'").await, 1);
     assert_eq!(
-        app.audit_count("action = 'patient.export' AND detail LIKE '%\"count\":13%'")
-            .await,
+        app.audit_count(&format!(
+            "action = 'patient.export' AND detail LIKE '%\"count\":{}%'",
+            13 + n
+        ))
+        .await,
         1
     );
-    // A provider with MEDICATIONS consent only: the patient and medications, nothing else.
+    for v in &visits {
+        let w = format!(
+            "action = 'patient.export' AND detail LIKE '%\"Appointment/{}\"%'",
+            v["id"].as_str().unwrap()
+        );
+        assert_eq!(app.audit_count(&w).await, 1, "{w}");
+    }
+    // A provider with MEDICATIONS consent only: the patient, medications and appointments
+    // (which need no consent), nothing else.
     consent_only(&app, &["MEDICATIONS"]).await;
     let doc = app.token(DOCTOR).await;
     let r = app.gql(Some(&doc), q, json!({ "p": pid })).await;
@@ -855,10 +922,11 @@ async fn fhir_export_holds_what_the_viewer_may_see(b: Backend) {
     assert!(
         types
             .iter()
-            .all(|t| *t == "Patient" || *t == "MedicationRequest"),
+            .all(|t| ["Patient", "MedicationRequest", "Appointment"].contains(t)),
         "{types:?}"
     );
-    assert_eq!(types.len(), 3, "{types:?}");
+    assert_eq!(types.iter().filter(|t| **t == "Appointment").count(), n);
+    assert_eq!(types.len(), 3 + n, "{types:?}");
 }
 
 async fn a_share_opens_one_record_to_one_provider_until_revoked(b: Backend) {

@@ -172,8 +172,20 @@ pub fn build_row(
         family_name_bidx: Set(b.family_name(&p.family_name)),
         birth_date_enc: Set(seal(keys, &id, "birth_date", &p.birth_date.to_string())?),
         birth_date_bidx: Set(b.birth_date(p.birth_date)),
-        sex_at_birth: Set(p.sex_at_birth.as_str().to_owned()),
-        gender_identity: Set(p.gender_identity.as_str().to_owned()),
+        sex_at_birth: Set(String::new()),
+        gender_identity: Set(String::new()),
+        sex_at_birth_enc: Set(Some(seal(
+            keys,
+            &id,
+            "sex_at_birth",
+            p.sex_at_birth.as_str(),
+        )?)),
+        gender_identity_enc: Set(Some(seal(
+            keys,
+            &id,
+            "gender_identity",
+            p.gender_identity.as_str(),
+        )?)),
         gender_identity_other_enc: Set(opt("gender_identity_other", &p.gender_identity_other)?),
         email_enc: Set(opt("email", &p.email)?),
         email_bidx: Set(p.email.as_deref().map(|e| b.email(e))),
@@ -448,10 +460,12 @@ pub async fn update(
         am.birth_date_bidx = Set(b.birth_date(d));
     }
     if let Some(s) = changes.sex_at_birth {
-        am.sex_at_birth = Set(s.as_str().to_owned());
+        am.sex_at_birth = Set(String::new());
+        am.sex_at_birth_enc = Set(Some(seal(keys, &id, "sex_at_birth", s.as_str())?));
     }
     if let Some((g, other)) = &changes.gender_identity {
-        am.gender_identity = Set(g.as_str().to_owned());
+        am.gender_identity = Set(String::new());
+        am.gender_identity_enc = Set(Some(seal(keys, &id, "gender_identity", g.as_str())?));
         am.gender_identity_other_enc = Set(other
             .as_deref()
             .map(|s| seal(keys, &id, "gender_identity_other", s))
@@ -587,6 +601,47 @@ pub async fn set_archived(
 /// Whether a patient row exists at all (ADMIN paths only; never used to answer others).
 pub async fn exists(db: &impl ConnectionTrait, id: Uuid) -> AppResult<bool> {
     any_patient(db, patients::Column::Id.eq(id)).await
+}
+
+/// Seal the sex at birth and gender identity of rows written before they were encrypted
+/// (migration m20261201_150000), and empty the old plaintext columns, in one transaction
+/// with one audit row. Run at start-up; a database without such rows costs one query.
+pub async fn seal_legacy_sex_and_gender(
+    db: &sea_orm::DatabaseConnection,
+    keys: &KeyRing,
+) -> AppResult<usize> {
+    let rows: Vec<(Uuid, String, String)> = patients::Entity::find()
+        .filter(patients::Column::SexAtBirthEnc.is_null())
+        .select_only()
+        .column(patients::Column::Id)
+        .column(patients::Column::SexAtBirth)
+        .column(patients::Column::GenderIdentity)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = WriteTxn::begin(db).await?;
+    for (id, sex, gender) in &rows {
+        patients::Entity::update_many()
+            .set(patients::ActiveModel {
+                sex_at_birth: Set(String::new()),
+                gender_identity: Set(String::new()),
+                sex_at_birth_enc: Set(Some(seal(keys, id, "sex_at_birth", sex)?)),
+                gender_identity_enc: Set(Some(seal(keys, id, "gender_identity", gender)?)),
+                ..Default::default()
+            })
+            .filter(patients::Column::Id.eq(*id))
+            .exec(tx.conn())
+            .await?;
+    }
+    tx.audit(
+        AuditEvent::new("patients.seal_sex_gender", "system")
+            .detail(serde_json::json!({ "sealed": rows.len() })),
+    );
+    tx.commit().await?;
+    Ok(rows.len())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::service::{self, NewPatient, PatientChanges, PatientFilter};
 use super::types::*;
 use crate::access::{self, Demographics, PatientScope, Viewer};
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, WriteTxn};
 use crate::crypto::{KeyRing, Slot};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::ContextExt;
@@ -667,14 +667,17 @@ impl PatientMutation {
         }
         let input = input.parse()?;
         let registration = access::registration(viewer)?;
+        let mut tx = WriteTxn::begin(&state.db).await?;
         let row = service::create(
-            state,
+            &mut tx,
+            &state.keys,
             viewer,
             &registration,
             input,
             idempotency_key.as_deref(),
         )
         .await?;
+        tx.commit().await?;
         Ok(as_patient(state, viewer, row).await?)
     }
 
@@ -701,7 +704,17 @@ impl PatientMutation {
             "patient.update",
         )
         .await?;
-        let row = service::update(state, viewer, &write, expected_version, changes).await?;
+        let mut tx = WriteTxn::begin(&state.db).await?;
+        let row = service::update(
+            &mut tx,
+            &state.keys,
+            viewer,
+            &write,
+            expected_version,
+            changes,
+        )
+        .await?;
+        tx.commit().await?;
         Ok(Patient::new(row, &state.keys, scope))
     }
 
@@ -717,7 +730,10 @@ impl PatientMutation {
                 .await
                 .map_err(Into::into);
         }
-        let row = service::set_archived(state, viewer, &scope, Some(&reason)).await?;
+        let mut tx = WriteTxn::begin(&state.db).await?;
+        let row =
+            service::set_archived(&mut tx, &state.keys, viewer, &scope, Some(&reason)).await?;
+        tx.commit().await?;
         Ok(as_patient(state, viewer, row).await?)
     }
 
@@ -732,7 +748,9 @@ impl PatientMutation {
                 .await
                 .map_err(Into::into);
         }
-        let row = service::set_archived(state, viewer, &scope, None).await?;
+        let mut tx = WriteTxn::begin(&state.db).await?;
+        let row = service::set_archived(&mut tx, &state.keys, viewer, &scope, None).await?;
+        tx.commit().await?;
         Ok(as_patient(state, viewer, row).await?)
     }
 }

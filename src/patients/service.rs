@@ -261,11 +261,12 @@ async fn any_patient(
         .is_some())
 }
 
-/// Create a patient. The same idempotency key with the same input returns the first
-/// result; with a different input it is CONFLICT. A PROVIDER who registers a patient joins
-/// their care team.
+/// Create a patient, in the caller's transaction. The same idempotency key with the same
+/// input returns the first result; with a different input it is CONFLICT. A PROVIDER who
+/// registers a patient joins their care team.
 pub async fn create(
-    state: &AppState,
+    tx: &mut WriteTxn,
+    keys: &KeyRing,
     viewer: &Viewer,
     _registration: &access::Registration,
     mut input: NewPatient,
@@ -274,9 +275,8 @@ pub async fn create(
     if input.mrn.is_some() {
         access::may_assign_mrn(viewer)?;
     }
-    let hash = request_hash(&state.keys, &input)?;
-    let key = idempotency_key.map(|k| stored_key(&state.keys, k));
-    let mut tx = WriteTxn::begin(&state.db).await?;
+    let hash = request_hash(keys, &input)?;
+    let key = idempotency_key.map(|k| stored_key(keys, k));
     if let Some(key) = &key {
         let prior = idempotency_keys::Entity::find_by_id((viewer.user_id, key.clone()))
             .one(tx.conn())
@@ -297,19 +297,18 @@ pub async fn create(
                     .resource(row.id.to_string())
                     .detail(serde_json::json!({ "idempotentReplay": true })),
             );
-            tx.commit().await?;
             return Ok(row);
         }
     }
     match &input.mrn {
-        Some(mrn) if mrn_taken(&state.keys, tx.conn(), mrn).await? => {
+        Some(mrn) if mrn_taken(keys, tx.conn(), mrn).await? => {
             return Err(AppError::Conflict("a patient with this MRN already exists"));
         }
         Some(_) => {}
-        None => input.mrn = Some(unused_mrn(&state.keys, tx.conn()).await?),
+        None => input.mrn = Some(unused_mrn(keys, tx.conn()).await?),
     }
     let id = Uuid::new_v4();
-    let row = build_row(&state.keys, id, &input, Some(viewer.user_id))?;
+    let row = build_row(keys, id, &input, Some(viewer.user_id))?;
     patients::Entity::insert(row)
         .exec_without_returning(tx.conn())
         .await?;
@@ -347,7 +346,6 @@ pub async fn create(
         .one(tx.conn())
         .await?
         .ok_or(AppError::NotFound)?;
-    tx.commit().await?;
     Ok(created)
 }
 
@@ -430,14 +428,14 @@ pub async fn list(
 /// Apply `changes` when the stored version is `expected_version`; CONFLICT (and nothing
 /// changed) when it is stale.
 pub async fn update(
-    state: &AppState,
+    tx: &mut WriteTxn,
+    keys: &KeyRing,
     viewer: &Viewer,
     scope: &WriteScope<Demographics>,
     expected_version: i32,
     changes: PatientChanges,
 ) -> AppResult<patients::Model> {
     let id = scope.patient_id();
-    let keys = &state.keys;
     let b = Bidx(keys);
     let mut am = patients::ActiveModel {
         ..Default::default()
@@ -516,7 +514,6 @@ pub async fn update(
     am.updated_at = Set(Utc::now());
     am.version = Set(expected_version + 1);
 
-    let mut tx = WriteTxn::begin(&state.db).await?;
     let res = patients::Entity::update_many()
         .set(am)
         .filter(patients::Column::Id.eq(id))
@@ -538,19 +535,18 @@ pub async fn update(
         .one(tx.conn())
         .await?
         .ok_or(AppError::NotFound)?;
-    tx.commit().await?;
     Ok(row)
 }
 
-/// Soft-archive (ADMIN) with a reason, or restore.
+/// Soft-archive (ADMIN) with a reason, or restore, in the caller's transaction.
 pub async fn set_archived(
-    state: &AppState,
+    tx: &mut WriteTxn,
+    keys: &KeyRing,
     viewer: &Viewer,
     scope: &PatientScope<AdminOnly>,
     reason: Option<&str>,
 ) -> AppResult<patients::Model> {
     let id = scope.patient_id();
-    let mut tx = WriteTxn::begin(&state.db).await?;
     let row = patients::Entity::find_by_id(id)
         .one(tx.conn())
         .await?
@@ -564,7 +560,7 @@ pub async fn set_archived(
         }));
     }
     let reason_enc = reason
-        .map(|r| seal(&state.keys, &id, "archive_reason", r))
+        .map(|r| seal(keys, &id, "archive_reason", r))
         .transpose()?;
     patients::Entity::update_many()
         .col_expr(
@@ -594,7 +590,6 @@ pub async fn set_archived(
         .one(tx.conn())
         .await?
         .ok_or(AppError::NotFound)?;
-    tx.commit().await?;
     Ok(row)
 }
 

@@ -291,7 +291,7 @@ impl Patient {
         ctx: &Context<'_>,
     ) -> Result<Option<Vec<crate::appointments::graphql::Provider>>> {
         Ok(Some(
-            crate::appointments::graphql::care_team(ctx, self.row.id).await?,
+            crate::appointments::graphql::care_team(ctx, &self.scope).await?,
         ))
     }
     /// Appointments, soonest first, optionally of one status and starting in `[from, to)`.

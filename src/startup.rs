@@ -126,6 +126,12 @@ pub async fn build_state(cfg: Config) -> Result<AppState, StartupError> {
     if moved > 0 {
         tracing::info!(moved, "allergies moved into medical_records");
     }
+    let sealed = crate::patients::service::seal_legacy_sex_and_gender(&db, &keys)
+        .await
+        .map_err(|e| StartupError::Setup(format!("sealing sex and gender identity: {e}")))?;
+    if sealed > 0 {
+        tracing::info!(sealed, "patients' sex and gender identity sealed");
+    }
     let audit = AuditLog::start(db.clone(), sql.clone(), cfg.audit_queue);
     // The domains' services, which they fetch with `AppState::service`.
     let mut services = axum::http::Extensions::new();

@@ -13,8 +13,12 @@ pub struct Model {
     pub family_name_bidx: Vec<u8>,
     pub birth_date_enc: Vec<u8>,
     pub birth_date_bidx: Vec<u8>,
+    /// Legacy plaintext column, always empty: see `sex_at_birth_enc`.
     pub sex_at_birth: String,
+    /// Legacy plaintext column, always empty: see `gender_identity_enc`.
     pub gender_identity: String,
+    pub sex_at_birth_enc: Option<Vec<u8>>,
+    pub gender_identity_enc: Option<Vec<u8>>,
     pub gender_identity_other_enc: Option<Vec<u8>>,
     pub email_enc: Option<Vec<u8>>,
     pub email_bidx: Option<Vec<u8>>,

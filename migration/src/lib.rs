@@ -7,6 +7,7 @@ mod m20261124_130000_patient_email_not_unique;
 mod m20261201_120000_medical_records;
 mod m20261201_130000_appointments;
 mod m20261201_140000_shares_and_corrections;
+mod m20261201_150000_patients_sex_gender_sealed;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_120000_medical_records::Migration),
             Box::new(m20261201_130000_appointments::Migration),
             Box::new(m20261201_140000_shares_and_corrections::Migration),
+            Box::new(m20261201_150000_patients_sex_gender_sealed::Migration),
         ]
     }
 }

@@ -2,6 +2,7 @@ use async_graphql::{Context, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::service;
+use crate::audit::WriteTxn;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
 use crate::graphql::relay::parse_id;
@@ -33,7 +34,9 @@ impl AccessMutation {
         let patient_id = parse_id("patientId", &patient_id)?;
         let provider_id = parse_id("providerId", &provider_id)?;
         let scope = super::admin_scope(state, viewer, patient_id, "care_team.assign").await?;
-        service::assign_care_team(state, viewer, &scope, provider_id).await?;
+        let mut tx = WriteTxn::begin(&state.db).await?;
+        service::assign_care_team(&mut tx, viewer, &scope, provider_id).await?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -49,7 +52,9 @@ impl AccessMutation {
         let patient_id = parse_id("patientId", &patient_id)?;
         let provider_id = parse_id("providerId", &provider_id)?;
         let scope = super::admin_scope(state, viewer, patient_id, "care_team.remove").await?;
-        service::remove_care_team(state, viewer, &scope, provider_id).await?;
+        let mut tx = WriteTxn::begin(&state.db).await?;
+        service::remove_care_team(&mut tx, viewer, &scope, provider_id).await?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -65,7 +70,18 @@ impl AccessMutation {
         let viewer = ctx.viewer()?;
         let patient_id = parse_id("patientId", &patient_id)?;
         let reason = parse_reason(&reason)?;
-        let row = match service::open_emergency_access(state, viewer, patient_id, &reason).await {
+        let mut tx = WriteTxn::begin(&state.db).await?;
+        let opened =
+            service::open_emergency_access(&mut tx, state, viewer, patient_id, &reason).await;
+        let opened = match opened {
+            Ok(row) => tx.commit().await.map(|()| row),
+            // Let go of the write lock before the refusal below writes its audit row.
+            Err(e) => {
+                drop(tx);
+                Err(e)
+            }
+        };
+        let row = match opened {
             Ok(row) => row,
             Err(e @ (AppError::NotFound | AppError::Conflict(_))) => {
                 return super::deny(state, viewer, patient_id, "emergency_access.open", e)

@@ -86,6 +86,22 @@ impl<P: ReadPurpose> Clone for PatientScope<P> {
     }
 }
 
+impl<P: ReadPurpose> PartialEq for PatientScope<P> {
+    fn eq(&self, other: &Self) -> bool {
+        self.patient_id == other.patient_id && self.break_glass == other.break_glass
+    }
+}
+
+impl<P: ReadPurpose> Eq for PatientScope<P> {}
+
+/// Scopes key DataLoaders: a loader reaches only rows a granted scope names.
+impl<P: ReadPurpose> std::hash::Hash for PatientScope<P> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.patient_id.hash(state);
+        self.break_glass.hash(state);
+    }
+}
+
 impl<P: ReadPurpose> std::fmt::Debug for PatientScope<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PatientScope")

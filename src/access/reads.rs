@@ -119,7 +119,7 @@ fn standing<B: sea_orm::sea_query::QueryBuilder>(builder: B, provider: &str, now
 
 /// Every column of `patients`, in the order [`BatchRow`] decodes them (the entity's own
 /// order; a test holds the two together).
-const PATIENT_COLUMNS: [&str; 28] = [
+const PATIENT_COLUMNS: [&str; 30] = [
     "id",
     "mrn_enc",
     "mrn_bidx",
@@ -131,6 +131,8 @@ const PATIENT_COLUMNS: [&str; 28] = [
     "birth_date_bidx",
     "sex_at_birth",
     "gender_identity",
+    "sex_at_birth_enc",
+    "gender_identity_enc",
     "gender_identity_other_enc",
     "email_enc",
     "email_bidx",
@@ -201,6 +203,8 @@ where
                     birth_date_bidx: r.try_get(col())?,
                     sex_at_birth: r.try_get(col())?,
                     gender_identity: r.try_get(col())?,
+                    sex_at_birth_enc: r.try_get(col())?,
+                    gender_identity_enc: r.try_get(col())?,
                     gender_identity_other_enc: r.try_get(col())?,
                     email_enc: r.try_get(col())?,
                     email_bidx: r.try_get(col())?,

@@ -11,22 +11,23 @@ use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use entity::{care_team, emergency_access, patients, providers};
 
+/// Put a provider on the patient's care team, in the caller's transaction.
 pub async fn assign_care_team(
-    state: &AppState,
+    tx: &mut WriteTxn,
     viewer: &Viewer,
     scope: &PatientScope<AdminOnly>,
     provider_id: Uuid,
 ) -> AppResult<()> {
     let patient_id = scope.patient_id();
     if patients::Entity::find_by_id(patient_id)
-        .one(&state.db)
+        .one(tx.conn())
         .await?
         .is_none()
     {
         return Err(AppError::NotFound);
     }
     if providers::Entity::find_by_id(provider_id)
-        .one(&state.db)
+        .one(tx.conn())
         .await?
         .is_none()
     {
@@ -35,7 +36,6 @@ pub async fn assign_care_team(
             "is not a known provider",
         ));
     }
-    let mut tx = WriteTxn::begin(&state.db).await?;
     care_team::Entity::insert(care_team::ActiveModel {
         patient_id: Set(patient_id),
         provider_id: Set(provider_id),
@@ -55,16 +55,16 @@ pub async fn assign_care_team(
             .scope(scope)
             .resource(provider_id.to_string()),
     );
-    tx.commit().await
+    Ok(())
 }
 
+/// Take a provider off the patient's care team, in the caller's transaction.
 pub async fn remove_care_team(
-    state: &AppState,
+    tx: &mut WriteTxn,
     viewer: &Viewer,
     scope: &PatientScope<AdminOnly>,
     provider_id: Uuid,
 ) -> AppResult<()> {
-    let mut tx = WriteTxn::begin(&state.db).await?;
     let res = care_team::Entity::delete_many()
         .filter(care_team::Column::PatientId.eq(scope.patient_id()))
         .filter(care_team::Column::ProviderId.eq(provider_id))
@@ -78,14 +78,15 @@ pub async fn remove_care_team(
             .scope(scope)
             .resource(provider_id.to_string()),
     );
-    tx.commit().await
+    Ok(())
 }
 
 /// Open time-limited emergency access for a provider outside the care team. The reason is
 /// kept encrypted; the audit row is flagged as break-glass. CONFLICT while the provider
 /// already holds a live grant for the patient: one grant at a time, never extended by
-/// re-opening.
+/// re-opening. In the caller's transaction (`state` gives the keys and the grant's length).
 pub async fn open_emergency_access(
+    tx: &mut WriteTxn,
     state: &AppState,
     viewer: &Viewer,
     patient_id: Uuid,
@@ -96,14 +97,14 @@ pub async fn open_emergency_access(
     };
     let exists = patients::Entity::find_by_id(patient_id)
         .filter(patients::Column::ArchivedAt.is_null())
-        .one(&state.db)
+        .one(tx.conn())
         .await?
         .is_some();
     if !exists {
         return Err(AppError::NotFound);
     }
     let on_team = care_team::Entity::find_by_id((patient_id, provider))
-        .one(&state.db)
+        .one(tx.conn())
         .await?
         .is_some();
     if on_team {
@@ -125,7 +126,6 @@ pub async fn open_emergency_access(
     // The audit row carries the reason too, sealed to the audit log so it stays PHI-free at
     // rest; `accessHistory` opens it for the patient and administrators.
     let audit_reason = state.keys.seal_str(reason_slot(&id), reason)?;
-    let mut tx = WriteTxn::begin(&state.db).await?;
     // Inside the write transaction, which serialises writers: two opens at once cannot both
     // find no live grant.
     let live = emergency_access::Entity::find()
@@ -167,7 +167,6 @@ pub async fn open_emergency_access(
         .one(tx.conn())
         .await?
         .ok_or(AppError::NotFound)?;
-    tx.commit().await?;
     Ok(row)
 }
 

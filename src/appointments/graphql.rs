@@ -228,12 +228,15 @@ pub async fn provider_by_id(ctx: &Context<'_>, id: Uuid) -> AppResult<Option<Pro
 
 /// The providers on the patient's care team, by name. The caller is a `Patient` the viewer
 /// may see; the team is batched across patients by the DataLoader.
-pub async fn care_team(ctx: &Context<'_>, patient_id: Uuid) -> AppResult<Vec<Provider>> {
+pub async fn care_team(
+    ctx: &Context<'_>,
+    scope: &crate::access::PatientScope<crate::access::Demographics>,
+) -> AppResult<Vec<Provider>> {
     let loader = ctx
         .data::<CareTeams>()
         .map_err(|_| AppError::internal_msg("care-team loader missing"))?;
     let team = loader
-        .load_one(patient_id)
+        .load_one(scope.clone())
         .await
         .map_err(loader_failed)?
         .unwrap_or_default();

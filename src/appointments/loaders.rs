@@ -9,6 +9,8 @@ use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
+use crate::access::{Demographics, PatientScope};
+
 use super::service;
 use crate::error::AppError;
 use entity::providers;
@@ -37,16 +39,27 @@ impl Loader<Uuid> for ProvidersById {
     }
 }
 
-/// The providers on each patient's care team: two queries for a page of patients.
+/// The providers on each patient's care team: two queries for a page of patients. Keyed by
+/// the demographics scope `access` granted for each patient, never by a bare id.
 pub struct CareTeamsByPatient {
     pub db: DatabaseConnection,
 }
 
-impl Loader<Uuid> for CareTeamsByPatient {
+impl Loader<PatientScope<Demographics>> for CareTeamsByPatient {
     type Value = Vec<providers::Model>;
     type Error = Arc<AppError>;
 
-    async fn load(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        service::care_teams(&self.db, ids).await.map_err(Arc::new)
+    async fn load(
+        &self,
+        scopes: &[PatientScope<Demographics>],
+    ) -> Result<HashMap<PatientScope<Demographics>, Self::Value>, Self::Error> {
+        let ids: Vec<Uuid> = scopes.iter().map(|s| s.patient_id()).collect();
+        let mut teams = service::care_teams(&self.db, &ids)
+            .await
+            .map_err(Arc::new)?;
+        Ok(scopes
+            .iter()
+            .map(|s| (s.clone(), teams.remove(&s.patient_id()).unwrap_or_default()))
+            .collect())
     }
 }

@@ -5,6 +5,7 @@ use super::service::{self, NewConsent};
 use super::types::{ConsentScope, ConsentStatus};
 use crate::access;
 use crate::audit::AuditEvent;
+use crate::audit::WriteTxn;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
 use crate::graphql::relay::parse_id;
@@ -98,7 +99,10 @@ impl ConsentMutation {
             scopes: input.scopes,
             expires_at: input.expires_at,
         };
-        Ok(Consent(service::grant(state, viewer, &scope, c).await?))
+        let mut tx = WriteTxn::begin(&state.db).await?;
+        let row = service::grant(&mut tx, viewer, &scope, c).await?;
+        tx.commit().await?;
+        Ok(Consent(row))
     }
 
     /// Withdraw a consent; it stops applying on the very next request.
@@ -122,6 +126,9 @@ impl ConsentMutation {
         };
         let scope =
             access::owner_or_admin_scope(state, viewer, row.patient_id, "consent.withdraw").await?;
-        Ok(Consent(service::withdraw(state, viewer, &scope, id).await?))
+        let mut tx = WriteTxn::begin(&state.db).await?;
+        let row = service::withdraw(&mut tx, viewer, &scope, id).await?;
+        tx.commit().await?;
+        Ok(Consent(row))
     }
 }

@@ -6,7 +6,6 @@ use super::types::ConsentScope;
 use crate::access::{OwnerOnly, PatientScope, Viewer};
 use crate::audit::{AuditEvent, WriteTxn};
 use crate::error::{AppError, AppResult};
-use crate::state::AppState;
 use entity::{consents, providers};
 
 pub struct NewConsent {
@@ -15,8 +14,10 @@ pub struct NewConsent {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// Record a consent. Takes the caller's transaction, so the grant and its audit row commit
+/// with whatever else the caller does, or not at all.
 pub async fn grant(
-    state: &AppState,
+    tx: &mut WriteTxn,
     viewer: &Viewer,
     scope: &PatientScope<OwnerOnly>,
     c: NewConsent,
@@ -31,7 +32,7 @@ pub async fn grant(
         return Err(AppError::validation("expiresAt", "must be in the future"));
     }
     if providers::Entity::find_by_id(c.grantee_provider_id)
-        .one(&state.db)
+        .one(tx.conn())
         .await?
         .is_none()
     {
@@ -42,7 +43,6 @@ pub async fn grant(
     }
     let id = Uuid::new_v4();
     let scopes = ConsentScope::join(&c.scopes);
-    let mut tx = WriteTxn::begin(&state.db).await?;
     consents::Entity::insert(consents::ActiveModel {
         id: Set(id),
         patient_id: Set(scope.patient_id()),
@@ -67,7 +67,6 @@ pub async fn grant(
         .one(tx.conn())
         .await?
         .ok_or(AppError::NotFound)?;
-    tx.commit().await?;
     Ok(row)
 }
 
@@ -75,13 +74,13 @@ pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<conse
     Ok(consents::Entity::find_by_id(id).one(db).await?)
 }
 
+/// Withdraw a consent, in the caller's transaction.
 pub async fn withdraw(
-    state: &AppState,
+    tx: &mut WriteTxn,
     viewer: &Viewer,
     scope: &PatientScope<OwnerOnly>,
     id: Uuid,
 ) -> AppResult<consents::Model> {
-    let mut tx = WriteTxn::begin(&state.db).await?;
     let row = consents::Entity::find_by_id(id)
         .filter(consents::Column::PatientId.eq(scope.patient_id()))
         .one(tx.conn())
@@ -104,7 +103,6 @@ pub async fn withdraw(
         .one(tx.conn())
         .await?
         .ok_or(AppError::NotFound)?;
-    tx.commit().await?;
     Ok(row)
 }
 

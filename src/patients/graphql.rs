@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::service::{self, NewPatient, PatientChanges, PatientFilter};
 use super::types::*;
 use crate::access::{self, Demographics, PatientScope, Viewer};
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, WriteTxn};
 use crate::crypto::{KeyRing, Slot};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::ContextExt;
@@ -89,7 +89,7 @@ impl Patient {
             middle_name: self.open_opt("middle_name", &self.row.middle_name_enc)?,
             family_name: self.open("family_name", &self.row.family_name_enc)?,
             birth_date: self.birth_date_value()?,
-            sex_at_birth: &self.row.sex_at_birth,
+            sex_at_birth: self.sex_at_birth_value()?.as_str(),
             email: self.open_opt("email", &self.row.email_enc)?,
             phone: self.open_opt("phone", &self.row.phone_enc)?,
             address: address.as_ref().map(|a| crate::fhir::Address {
@@ -106,6 +106,14 @@ impl Patient {
             updated_at: self.row.updated_at,
         };
         Ok(crate::fhir::patient_resource(&f))
+    }
+
+    /// Sealed since m20261201_150000; a row an older instance wrote still has the plaintext
+    /// column until the start-up step re-seals it.
+    fn sex_at_birth_value(&self) -> AppResult<SexAtBirth> {
+        let stored = self.open_opt("sex_at_birth", &self.row.sex_at_birth_enc)?;
+        SexAtBirth::parse(stored.as_deref().unwrap_or(&self.row.sex_at_birth))
+            .ok_or_else(|| AppError::internal_msg("bad sex_at_birth"))
     }
 
     fn birth_date_value(&self) -> AppResult<NaiveDate> {
@@ -137,12 +145,14 @@ impl Patient {
         Ok(self.birth_date_value()?)
     }
     async fn sex_at_birth(&self) -> Result<SexAtBirth> {
-        Ok(SexAtBirth::parse(&self.row.sex_at_birth)
-            .ok_or_else(|| AppError::internal_msg("bad sex_at_birth"))?)
+        Ok(self.sex_at_birth_value()?)
     }
     async fn gender_identity(&self) -> Result<GenderIdentity> {
-        Ok(GenderIdentity::parse(&self.row.gender_identity)
-            .ok_or_else(|| AppError::internal_msg("bad gender_identity"))?)
+        let stored = self.open_opt("gender_identity", &self.row.gender_identity_enc)?;
+        Ok(
+            GenderIdentity::parse(stored.as_deref().unwrap_or(&self.row.gender_identity))
+                .ok_or_else(|| AppError::internal_msg("bad gender_identity"))?,
+        )
     }
     /// Free text when `genderIdentity` is `OTHER`.
     async fn gender_identity_other(&self) -> Result<Option<String>> {
@@ -281,7 +291,7 @@ impl Patient {
         ctx: &Context<'_>,
     ) -> Result<Option<Vec<crate::appointments::graphql::Provider>>> {
         Ok(Some(
-            crate::appointments::graphql::care_team(ctx, self.row.id).await?,
+            crate::appointments::graphql::care_team(ctx, &self.scope).await?,
         ))
     }
     /// Appointments, soonest first, optionally of one status and starting in `[from, to)`.
@@ -669,14 +679,17 @@ impl PatientMutation {
         }
         let input = input.parse()?;
         let registration = access::registration(viewer)?;
+        let mut tx = WriteTxn::begin(&state.db).await?;
         let row = service::create(
-            state,
+            &mut tx,
+            &state.keys,
             viewer,
             &registration,
             input,
             idempotency_key.as_deref(),
         )
         .await?;
+        tx.commit().await?;
         Ok(as_patient(state, viewer, row).await?)
     }
 
@@ -703,7 +716,17 @@ impl PatientMutation {
             "patient.update",
         )
         .await?;
-        let row = service::update(state, viewer, &write, expected_version, changes).await?;
+        let mut tx = WriteTxn::begin(&state.db).await?;
+        let row = service::update(
+            &mut tx,
+            &state.keys,
+            viewer,
+            &write,
+            expected_version,
+            changes,
+        )
+        .await?;
+        tx.commit().await?;
         Ok(Patient::new(row, &state.keys, scope))
     }
 
@@ -719,7 +742,10 @@ impl PatientMutation {
                 .await
                 .map_err(Into::into);
         }
-        let row = service::set_archived(state, viewer, &scope, Some(&reason)).await?;
+        let mut tx = WriteTxn::begin(&state.db).await?;
+        let row =
+            service::set_archived(&mut tx, &state.keys, viewer, &scope, Some(&reason)).await?;
+        tx.commit().await?;
         Ok(as_patient(state, viewer, row).await?)
     }
 
@@ -734,7 +760,9 @@ impl PatientMutation {
                 .await
                 .map_err(Into::into);
         }
-        let row = service::set_archived(state, viewer, &scope, None).await?;
+        let mut tx = WriteTxn::begin(&state.db).await?;
+        let row = service::set_archived(&mut tx, &state.keys, viewer, &scope, None).await?;
+        tx.commit().await?;
         Ok(as_patient(state, viewer, row).await?)
     }
 }

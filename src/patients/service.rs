@@ -172,8 +172,20 @@ pub fn build_row(
         family_name_bidx: Set(b.family_name(&p.family_name)),
         birth_date_enc: Set(seal(keys, &id, "birth_date", &p.birth_date.to_string())?),
         birth_date_bidx: Set(b.birth_date(p.birth_date)),
-        sex_at_birth: Set(p.sex_at_birth.as_str().to_owned()),
-        gender_identity: Set(p.gender_identity.as_str().to_owned()),
+        sex_at_birth: Set(String::new()),
+        gender_identity: Set(String::new()),
+        sex_at_birth_enc: Set(Some(seal(
+            keys,
+            &id,
+            "sex_at_birth",
+            p.sex_at_birth.as_str(),
+        )?)),
+        gender_identity_enc: Set(Some(seal(
+            keys,
+            &id,
+            "gender_identity",
+            p.gender_identity.as_str(),
+        )?)),
         gender_identity_other_enc: Set(opt("gender_identity_other", &p.gender_identity_other)?),
         email_enc: Set(opt("email", &p.email)?),
         email_bidx: Set(p.email.as_deref().map(|e| b.email(e))),
@@ -249,11 +261,12 @@ async fn any_patient(
         .is_some())
 }
 
-/// Create a patient. The same idempotency key with the same input returns the first
-/// result; with a different input it is CONFLICT. A PROVIDER who registers a patient joins
-/// their care team.
+/// Create a patient, in the caller's transaction. The same idempotency key with the same
+/// input returns the first result; with a different input it is CONFLICT. A PROVIDER who
+/// registers a patient joins their care team.
 pub async fn create(
-    state: &AppState,
+    tx: &mut WriteTxn,
+    keys: &KeyRing,
     viewer: &Viewer,
     _registration: &access::Registration,
     mut input: NewPatient,
@@ -262,9 +275,8 @@ pub async fn create(
     if input.mrn.is_some() {
         access::may_assign_mrn(viewer)?;
     }
-    let hash = request_hash(&state.keys, &input)?;
-    let key = idempotency_key.map(|k| stored_key(&state.keys, k));
-    let mut tx = WriteTxn::begin(&state.db).await?;
+    let hash = request_hash(keys, &input)?;
+    let key = idempotency_key.map(|k| stored_key(keys, k));
     if let Some(key) = &key {
         let prior = idempotency_keys::Entity::find_by_id((viewer.user_id, key.clone()))
             .one(tx.conn())
@@ -285,19 +297,18 @@ pub async fn create(
                     .resource(row.id.to_string())
                     .detail(serde_json::json!({ "idempotentReplay": true })),
             );
-            tx.commit().await?;
             return Ok(row);
         }
     }
     match &input.mrn {
-        Some(mrn) if mrn_taken(&state.keys, tx.conn(), mrn).await? => {
+        Some(mrn) if mrn_taken(keys, tx.conn(), mrn).await? => {
             return Err(AppError::Conflict("a patient with this MRN already exists"));
         }
         Some(_) => {}
-        None => input.mrn = Some(unused_mrn(&state.keys, tx.conn()).await?),
+        None => input.mrn = Some(unused_mrn(keys, tx.conn()).await?),
     }
     let id = Uuid::new_v4();
-    let row = build_row(&state.keys, id, &input, Some(viewer.user_id))?;
+    let row = build_row(keys, id, &input, Some(viewer.user_id))?;
     patients::Entity::insert(row)
         .exec_without_returning(tx.conn())
         .await?;
@@ -335,7 +346,6 @@ pub async fn create(
         .one(tx.conn())
         .await?
         .ok_or(AppError::NotFound)?;
-    tx.commit().await?;
     Ok(created)
 }
 
@@ -418,14 +428,14 @@ pub async fn list(
 /// Apply `changes` when the stored version is `expected_version`; CONFLICT (and nothing
 /// changed) when it is stale.
 pub async fn update(
-    state: &AppState,
+    tx: &mut WriteTxn,
+    keys: &KeyRing,
     viewer: &Viewer,
     scope: &WriteScope<Demographics>,
     expected_version: i32,
     changes: PatientChanges,
 ) -> AppResult<patients::Model> {
     let id = scope.patient_id();
-    let keys = &state.keys;
     let b = Bidx(keys);
     let mut am = patients::ActiveModel {
         ..Default::default()
@@ -448,10 +458,12 @@ pub async fn update(
         am.birth_date_bidx = Set(b.birth_date(d));
     }
     if let Some(s) = changes.sex_at_birth {
-        am.sex_at_birth = Set(s.as_str().to_owned());
+        am.sex_at_birth = Set(String::new());
+        am.sex_at_birth_enc = Set(Some(seal(keys, &id, "sex_at_birth", s.as_str())?));
     }
     if let Some((g, other)) = &changes.gender_identity {
-        am.gender_identity = Set(g.as_str().to_owned());
+        am.gender_identity = Set(String::new());
+        am.gender_identity_enc = Set(Some(seal(keys, &id, "gender_identity", g.as_str())?));
         am.gender_identity_other_enc = Set(other
             .as_deref()
             .map(|s| seal(keys, &id, "gender_identity_other", s))
@@ -502,7 +514,6 @@ pub async fn update(
     am.updated_at = Set(Utc::now());
     am.version = Set(expected_version + 1);
 
-    let mut tx = WriteTxn::begin(&state.db).await?;
     let res = patients::Entity::update_many()
         .set(am)
         .filter(patients::Column::Id.eq(id))
@@ -524,19 +535,18 @@ pub async fn update(
         .one(tx.conn())
         .await?
         .ok_or(AppError::NotFound)?;
-    tx.commit().await?;
     Ok(row)
 }
 
-/// Soft-archive (ADMIN) with a reason, or restore.
+/// Soft-archive (ADMIN) with a reason, or restore, in the caller's transaction.
 pub async fn set_archived(
-    state: &AppState,
+    tx: &mut WriteTxn,
+    keys: &KeyRing,
     viewer: &Viewer,
     scope: &PatientScope<AdminOnly>,
     reason: Option<&str>,
 ) -> AppResult<patients::Model> {
     let id = scope.patient_id();
-    let mut tx = WriteTxn::begin(&state.db).await?;
     let row = patients::Entity::find_by_id(id)
         .one(tx.conn())
         .await?
@@ -550,7 +560,7 @@ pub async fn set_archived(
         }));
     }
     let reason_enc = reason
-        .map(|r| seal(&state.keys, &id, "archive_reason", r))
+        .map(|r| seal(keys, &id, "archive_reason", r))
         .transpose()?;
     patients::Entity::update_many()
         .col_expr(
@@ -580,13 +590,53 @@ pub async fn set_archived(
         .one(tx.conn())
         .await?
         .ok_or(AppError::NotFound)?;
-    tx.commit().await?;
     Ok(row)
 }
 
 /// Whether a patient row exists at all (ADMIN paths only; never used to answer others).
 pub async fn exists(db: &impl ConnectionTrait, id: Uuid) -> AppResult<bool> {
     any_patient(db, patients::Column::Id.eq(id)).await
+}
+
+/// Seal the sex at birth and gender identity of rows written before they were encrypted
+/// (migration m20261201_150000), and empty the old plaintext columns, in one transaction
+/// with one audit row. Run at start-up; a database without such rows costs one query.
+pub async fn seal_legacy_sex_and_gender(
+    db: &sea_orm::DatabaseConnection,
+    keys: &KeyRing,
+) -> AppResult<usize> {
+    let rows: Vec<(Uuid, String, String)> = patients::Entity::find()
+        .filter(patients::Column::SexAtBirthEnc.is_null())
+        .select_only()
+        .column(patients::Column::Id)
+        .column(patients::Column::SexAtBirth)
+        .column(patients::Column::GenderIdentity)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = WriteTxn::begin(db).await?;
+    for (id, sex, gender) in &rows {
+        patients::Entity::update_many()
+            .set(patients::ActiveModel {
+                sex_at_birth: Set(String::new()),
+                gender_identity: Set(String::new()),
+                sex_at_birth_enc: Set(Some(seal(keys, id, "sex_at_birth", sex)?)),
+                gender_identity_enc: Set(Some(seal(keys, id, "gender_identity", gender)?)),
+                ..Default::default()
+            })
+            .filter(patients::Column::Id.eq(*id))
+            .exec(tx.conn())
+            .await?;
+    }
+    tx.audit(
+        AuditEvent::new("patients.seal_sex_gender", "system")
+            .detail(serde_json::json!({ "sealed": rows.len() })),
+    );
+    tx.commit().await?;
+    Ok(rows.len())
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ on_both_backends!(
     websocket_requires_a_token,
     websocket_operations_recheck_the_session,
     no_plaintext_phi_at_rest,
+    every_plaintext_column_is_declared,
+    legacy_plaintext_sex_and_gender_are_sealed_at_start,
     no_phi_in_logs
 );
 
@@ -637,4 +639,129 @@ async fn websocket_operations_recheck_the_session(b: Backend) {
         }
     }
     assert!(refused, "operation after logout was not refused");
+}
+
+/// Every column of every table, read from the database itself: each is sealed by name
+/// (`*_enc`, `*_bidx`) or declared plaintext in `caregraph::db::columns`, so a new PHI
+/// column cannot land in plaintext unnoticed; the emptied legacy columns are empty.
+async fn every_plaintext_column_is_declared(b: Backend) {
+    use caregraph::db::columns;
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = spawn_app(b).await;
+    let db = &app.state.db;
+    let be = db.get_database_backend();
+    let sql = match app.backend {
+        Backend::Sqlite => {
+            "SELECT m.name AS t, p.name AS c FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY 1, 2"
+        }
+        Backend::Postgres => {
+            "SELECT table_name::text AS t, column_name::text AS c FROM information_schema.columns \
+             WHERE table_schema = 'public' ORDER BY 1, 2"
+        }
+    };
+    let rows = db.query_all(Statement::from_string(be, sql)).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut undeclared = Vec::new();
+    for r in &rows {
+        let t: String = r.try_get("", "t").unwrap();
+        let c: String = r.try_get("", "c").unwrap();
+        if !columns::allowed(&t, &c) {
+            undeclared.push(format!("{t}.{c}"));
+        }
+        seen.insert((t, c));
+    }
+    assert!(rows.len() > 100, "{}", rows.len());
+    assert!(
+        undeclared.is_empty(),
+        "columns neither sealed nor declared plaintext in db::columns: {undeclared:?}"
+    );
+    // Nothing declared is stale.
+    for (t, cols) in columns::PLAINTEXT {
+        for c in *cols {
+            assert!(
+                seen.contains(&(t.to_string(), c.to_string())),
+                "db::columns declares {t}.{c}, which the database does not have"
+            );
+        }
+    }
+    // The emptied legacy columns hold nothing, seeded rows included.
+    for (t, c) in columns::EMPTIED {
+        let r = db
+            .query_one(Statement::from_string(
+                be,
+                format!("SELECT COUNT(*) AS n FROM {t} WHERE {c} <> ''"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let n: i64 = r.try_get("", "n").unwrap();
+        assert_eq!(n, 0, "{t}.{c} still holds values");
+    }
+}
+
+/// A row written before sex and gender identity were sealed still reads right, and the
+/// start-up step seals it and empties the plaintext.
+async fn legacy_plaintext_sex_and_gender_are_sealed_at_start(b: Backend) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = spawn_app(b).await;
+    let pid = app.patient_id(PATIENT).await;
+    let admin = app.token(ADMIN).await;
+    let q = "query($id: ID!) { patient(id: $id) { sexAtBirth genderIdentity } }";
+    let before = app.gql(Some(&admin), q, json!({ "id": pid })).await;
+    let sex = before["data"]["patient"]["sexAtBirth"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let gender = before["data"]["patient"]["genderIdentity"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let db = &app.state.db;
+    let be = db.get_database_backend();
+    let id = match app.backend {
+        Backend::Sqlite => format!("'{}'", pid.replace('-', "")),
+        Backend::Postgres => format!("'{pid}'"),
+    };
+    // SQLite stores uuids as text: match either form.
+    let where_id = match app.backend {
+        Backend::Sqlite => format!("(id = '{pid}' OR lower(hex(id)) = {id})"),
+        Backend::Postgres => format!("id = {id}"),
+    };
+    let n = db
+        .execute(Statement::from_string(
+            be,
+            format!(
+                "UPDATE patients SET sex_at_birth = '{sex}', gender_identity = '{gender}', \
+                 sex_at_birth_enc = NULL, gender_identity_enc = NULL WHERE {where_id}"
+            ),
+        ))
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(n, 1);
+    let r = app.gql(Some(&admin), q, json!({ "id": pid })).await;
+    assert_eq!(r["data"], before["data"], "the legacy row still reads: {r}");
+    let sealed =
+        caregraph::patients::service::seal_legacy_sex_and_gender(&app.state.db, &app.state.keys)
+            .await
+            .unwrap();
+    assert_eq!(sealed, 1);
+    let left = db
+        .query_one(Statement::from_string(
+            be,
+            "SELECT COUNT(*) AS n FROM patients WHERE sex_at_birth <> '' OR gender_identity <> '' \
+             OR sex_at_birth_enc IS NULL OR gender_identity_enc IS NULL"
+                .to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(left.try_get::<i64>("", "n").unwrap(), 0);
+    let r = app.gql(Some(&admin), q, json!({ "id": pid })).await;
+    assert_eq!(r["data"], before["data"], "{r}");
+    assert_eq!(
+        app.audit_count("action = 'patients.seal_sex_gender'").await,
+        1
+    );
 }

@@ -14,6 +14,7 @@ use super::kinds::*;
 use super::scope::{self, ReadGrant};
 use super::types::{AllergySeverity, AllergyStatus};
 use crate::access::history::AccessHistoryConnection;
+use crate::appointments::graphql::Provider;
 use crate::audit::{AuditEvent, PatientGrant, WriteTxn};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::ContextExt;
@@ -162,6 +163,10 @@ record_type!(
     async fn author_id(&self) -> Option<ID> {
         provider(&self.0)
     }
+    /// Who wrote it.
+    async fn author(&self, ctx: &Context<'_>) -> Result<Option<Provider>> {
+        Ok(provider_of(ctx, &self.0).await?)
+    }
     async fn encounter_on(&self) -> NaiveDate {
         self.0.rec.row.occurred_at.date_naive()
     }
@@ -188,6 +193,10 @@ record_type!(
     /// Provider id of the prescriber.
     async fn prescriber_id(&self) -> Option<ID> {
         provider(&self.0)
+    }
+    /// Who prescribed it.
+    async fn prescriber(&self, ctx: &Context<'_>) -> Result<Option<Provider>> {
+        Ok(provider_of(ctx, &self.0).await?)
     }
     async fn status(&self) -> Result<MedicationStatus> {
         Ok(self.0.rec.row.status.as_deref().and_then(MedicationStatus::parse)
@@ -258,6 +267,10 @@ record_type!(
     async fn performer_id(&self) -> Option<ID> {
         provider(&self.0)
     }
+    /// Who gave it.
+    async fn performer(&self, ctx: &Context<'_>) -> Result<Option<Provider>> {
+        Ok(provider_of(ctx, &self.0).await?)
+    }
 });
 
 record_type!(
@@ -299,6 +312,15 @@ record_type!(
 
 fn provider(n: &Node) -> Option<ID> {
     n.rec.row.provider_id.map(|p| ID(p.to_string()))
+}
+
+/// The provider a record names, from the directory (batched by the providers loader;
+/// provider names are not patient PHI).
+async fn provider_of(ctx: &Context<'_>, n: &Node) -> AppResult<Option<Provider>> {
+    match n.rec.row.provider_id {
+        Some(id) => crate::appointments::graphql::provider_by_id(ctx, id).await,
+        None => Ok(None),
+    }
 }
 
 /// A patient's medical record, of any kind.

@@ -28,7 +28,7 @@ const LAB: &str = r#"mutation($p: ID!, $k: String) { recordLabResult(patientId: 
     code: "2345-7", display: "Glucose", value: "5.4", unit: "mmol/L", referenceRange: "3.9-5.5",
     observedAt: "2026-11-20T08:30:00Z" }) { id kind version recordStatus ... on LabResult { code value unit abnormal observedAt } } }"#;
 const NOTE: &str = r#"mutation($p: ID!) { addVisitNote(patientId: $p, input: {
-    encounterOn: "2026-11-21", text: "Demo note: feeling better." }) { id kind ... on VisitNote { text encounterOn authorId } } }"#;
+    encounterOn: "2026-11-21", text: "Demo note: feeling better." }) { id kind ... on VisitNote { text encounterOn authorId author { displayName } } } }"#;
 const MED: &str = r#"mutation($p: ID!, $k: String, $drug: String!) { prescribeMedication(patientId: $p, idempotencyKey: $k, input: {
     drug: $drug, dose: "500 mg", route: "oral", frequency: "twice daily", startOn: "2026-11-01" }) { id kind ... on Medication { drug status startOn prescriberId } } }"#;
 const IMM: &str = r#"mutation($p: ID!, $cvx: String!) { recordImmunization(patientId: $p, input: {
@@ -135,6 +135,10 @@ async fn every_kind_is_written_and_read_back(b: Backend) {
     assert_eq!(lab["observedAt"], "2026-11-20T08:30:00+00:00");
     let r = app.gql(Some(&doc), NOTE, json!({ "p": pid })).await;
     assert_eq!(r["data"]["addVisitNote"]["authorId"], doc_provider, "{r}");
+    assert_eq!(
+        r["data"]["addVisitNote"]["author"]["displayName"], "Dr. Demo Doctor",
+        "{r}"
+    );
     let r = app
         .gql(
             Some(&doc),

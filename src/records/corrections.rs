@@ -420,6 +420,7 @@ pub async fn of_patient(ctx: &Context<'_>, patient_id: Uuid) -> AppResult<Vec<Co
 pub async fn of_record(
     ctx: &Context<'_>,
     record: &medical_records::Model,
+    under: &impl crate::audit::PatientGrant,
 ) -> AppResult<Vec<CorrectionRequest>> {
     let state = ctx.state()?;
     let viewer = ctx.viewer()?;
@@ -438,7 +439,7 @@ pub async fn of_record(
         .audit
         .record(
             AuditEvent::by(viewer, "record.correction_read", "medical_record")
-                .patient(record.patient_id)
+                .scope(under)
                 .resource(record.id.to_string())
                 .detail(serde_json::json!({
                     "field": "correctionRequests",

@@ -1,6 +1,8 @@
 //! The medical-record family over GraphQL: the `MedicalRecord` interface and its six
 //! types, the patient's record lists (through `records::scope`, which turns an `access`
 //! grant into the only set of rows a read may touch), `record(id)`, and the writes.
+use std::sync::Arc;
+
 use async_graphql::{
     Context, Enum, ID, InputObject, Interface, Json, Object, Result, SimpleObject,
 };
@@ -24,10 +26,41 @@ use crate::identity::Viewer;
 use crate::input::{parse_clinical_text, parse_reason};
 use crate::state::AppState;
 
+/// What a record object was obtained under: the read grant it was read with, or the write
+/// that produced it (never break-glass). Its fields' own audit rows (document content,
+/// correction requests) carry it, break-glass flag included.
+#[derive(Clone, Debug)]
+pub enum Under {
+    Read(Arc<ReadGrant>),
+    Written(Uuid),
+}
+
+impl PatientGrant for Under {
+    fn patient_id(&self) -> Uuid {
+        match self {
+            Under::Read(g) => g.patient_id(),
+            Under::Written(p) => *p,
+        }
+    }
+    fn break_glass(&self) -> bool {
+        match self {
+            Under::Read(g) => g.break_glass(),
+            Under::Written(_) => false,
+        }
+    }
+}
+
+impl From<ReadGrant> for Under {
+    fn from(g: ReadGrant) -> Self {
+        Under::Read(Arc::new(g))
+    }
+}
+
 /// A record as the API shows it: opened, under the grant it was read with.
 #[derive(Clone)]
 pub struct Node {
     rec: Record,
+    under: Under,
 }
 
 impl Node {
@@ -117,7 +150,9 @@ macro_rules! record_type {
                 &self,
                 ctx: &Context<'_>,
             ) -> Result<Option<Vec<CorrectionRequest>>> {
-                Ok(Some(super::corrections::of_record(ctx, &self.0.rec.row).await?))
+                Ok(Some(
+                    super::corrections::of_record(ctx, &self.0.rec.row, &self.0.under).await?,
+                ))
             }
             $($fields)*
         }
@@ -302,7 +337,7 @@ record_type!(
             .audit
             .record(
                 AuditEvent::by(viewer, "record.read_content", "medical_record")
-                    .patient(row.patient_id)
+                    .scope(&self.0.under)
                     .resource(row.id.to_string()),
             )
             .await?;
@@ -354,10 +389,11 @@ pub enum MedicalRecord {
     ClinicalDocument(ClinicalDocument),
 }
 
-impl From<Record> for MedicalRecord {
-    fn from(rec: Record) -> Self {
+impl MedicalRecord {
+    /// The record's GraphQL type, under what it was obtained with.
+    pub fn new(rec: Record, under: Under) -> Self {
         let kind = rec.kind();
-        let n = Node { rec };
+        let n = Node { rec, under };
         match kind {
             RecordKind::LabResult => MedicalRecord::LabResult(LabResult(n)),
             RecordKind::VisitNote => MedicalRecord::VisitNote(VisitNote(n)),
@@ -422,11 +458,13 @@ async fn history(ctx: &Context<'_>, n: &Node) -> AppResult<Vec<RecordVersion>> {
             };
             Ok(RecordVersion {
                 version: v.row.version,
-                record: Record {
-                    row,
-                    content: v.content,
-                }
-                .into(),
+                record: MedicalRecord::new(
+                    Record {
+                        row,
+                        content: v.content,
+                    },
+                    n.under.clone(),
+                ),
                 made_by: ID(v.row.made_by.to_string()),
                 made_at: v.row.made_at,
                 change: RecordChange::parse(&v.row.change)
@@ -512,7 +550,7 @@ async fn page<N: relay::Node>(
     filter: &RecordFilter,
     first: i32,
     after: Option<String>,
-    node: impl Fn(Record) -> N,
+    node: impl Fn(Record, Under) -> N,
 ) -> AppResult<Connection<N>> {
     let state = ctx.state()?;
     let viewer = ctx.viewer()?;
@@ -555,12 +593,13 @@ async fn page<N: relay::Node>(
         .audit
         .record(list_read(viewer, &grant, field, &p.records))
         .await?;
+    let under = Under::from(grant);
     let edges: Vec<Edge<N>> = p
         .records
         .into_iter()
         .map(|r| Edge {
             cursor: cursor(&r),
-            node: node(r),
+            node: node(r, under.clone()),
         })
         .collect();
     Ok(Connection {
@@ -589,7 +628,7 @@ pub async fn records(
         &filter,
         first,
         after,
-        MedicalRecord::from,
+        MedicalRecord::new,
     )
     .await
 }
@@ -611,7 +650,7 @@ macro_rules! kind_page {
                 &RecordFilter::default(),
                 first,
                 after,
-                |r| $ty(Node { rec: r }),
+                |rec, under| $ty(Node { rec, under }),
             )
             .await
         }
@@ -640,15 +679,29 @@ pub async fn medications(
     )
     .await?;
     Ok(rows
+        .0
         .into_iter()
-        .map(|r| Medication(Node { rec: r }))
+        .map(|rec| {
+            Medication(Node {
+                rec,
+                under: rows.1.clone(),
+            })
+        })
         .collect())
 }
 
 /// The patient's allergies, oldest first; batched across patients by the DataLoader.
 pub async fn allergies(ctx: &Context<'_>, patient_id: Uuid) -> AppResult<Vec<Allergy>> {
-    let rows = by_patient(ctx, patient_id, RecordKind::Allergy, "allergies", None).await?;
-    Ok(rows.into_iter().map(|r| Allergy(Node { rec: r })).collect())
+    let (rows, under) = by_patient(ctx, patient_id, RecordKind::Allergy, "allergies", None).await?;
+    Ok(rows
+        .into_iter()
+        .map(|rec| {
+            Allergy(Node {
+                rec,
+                under: under.clone(),
+            })
+        })
+        .collect())
 }
 
 async fn by_patient(
@@ -657,7 +710,7 @@ async fn by_patient(
     kind: RecordKind,
     field: &'static str,
     status: Option<&'static str>,
-) -> AppResult<Vec<Record>> {
+) -> AppResult<(Vec<Record>, Under)> {
     let state = ctx.state()?;
     let viewer = ctx.viewer()?;
     let grant = scope::read(state, viewer, patient_id, Some(&[kind]), "record.read").await?;
@@ -676,7 +729,7 @@ async fn by_patient(
         .audit
         .record(list_read(viewer, &grant, field, &rows))
         .await?;
-    Ok(rows)
+    Ok((rows, grant.into()))
 }
 
 #[derive(Default)]
@@ -700,7 +753,7 @@ impl RecordsQuery {
                     .detail(read_detail(&grant, &rec.row.kind)),
             )
             .await?;
-        Ok(rec.into())
+        Ok(MedicalRecord::new(rec, grant.into()))
     }
 }
 
@@ -1166,7 +1219,8 @@ async fn create(
         )
         .into());
     }
-    Ok(rec.into())
+    let written = Under::Written(rec.row.patient_id);
+    Ok(MedicalRecord::new(rec, written))
 }
 
 /// The provider id names a provider (VALIDATION otherwise).
@@ -1212,7 +1266,8 @@ async fn modify(
     )
     .await?;
     tx.commit().await?;
-    Ok(rec.into())
+    let written = Under::Written(rec.row.patient_id);
+    Ok(MedicalRecord::new(rec, written))
 }
 
 #[derive(Default)]

@@ -77,7 +77,10 @@ pub async fn shared_record(state: &AppState, share: &ShareGrant) -> AppResult<Me
     if !grant.set().admits(&row) {
         return Err(AppError::NotFound);
     }
-    Ok(family::open(&state.keys, row)?.into())
+    Ok(MedicalRecord::new(
+        family::open(&state.keys, row)?,
+        grant.into(),
+    ))
 }
 
 #[derive(Default)]

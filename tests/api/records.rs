@@ -589,6 +589,26 @@ async fn writes_are_refused_to_whom_they_must_be(b: Backend) {
     assert_eq!(code(&r), Some("FORBIDDEN"), "{r}");
     let r = app.gql(Some(&t), RECORDS, json!({ "p": pid })).await;
     assert!(r["errors"].is_null(), "{r}");
+    // A field's own audit row carries the grant the record was read under: break-glass.
+    let r = app
+        .gql(
+            Some(&t),
+            "query($p: ID!) { patient(id: $p) { documents(first: 1) { edges { node { content correctionRequests { id } } } } } }",
+            json!({ "p": pid }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    for action in ["record.read_content", "record.correction_read"] {
+        assert_eq!(
+            app.audit_count(&format!(
+                "action = '{action}' AND break_glass = {}",
+                if b == Backend::Postgres { "true" } else { "1" }
+            ))
+            .await,
+            1,
+            "{action}"
+        );
+    }
     // The care-team doctor without MEDICATIONS consent: CONSENT_REQUIRED naming it.
     consent_only(&app, &["RECORDS"]).await;
     let doc = app.token(DOCTOR).await;

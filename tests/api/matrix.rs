@@ -12,6 +12,8 @@ struct Ids {
     p2: String,
     doctor: String,
     doctor2: String,
+    from: String,
+    to: String,
 }
 
 fn operations(ids: &Ids) -> Vec<(&'static str, &'static str, Value)> {
@@ -72,22 +74,70 @@ fn operations(ids: &Ids) -> Vec<(&'static str, &'static str, Value)> {
             "mutation($id: ID!) { openEmergencyAccess(patientId: $id, reason: \"matrix emergency\") { id } }",
             json!({ "id": ids.p2 }),
         ),
+        (
+            "read records",
+            "query($id: ID!) { patient(id: $id) { records { totalCount } } }",
+            json!({ "id": ids.p1 }),
+        ),
+        (
+            "prescribe medication",
+            "mutation($id: ID!) { prescribeMedication(patientId: $id, input: { drug: \"Demo matrixol\", dose: \"1 mg\", route: \"oral\", frequency: \"daily\", startOn: \"2026-11-01\" }) { id } }",
+            json!({ "id": ids.p1 }),
+        ),
+        (
+            "read appointments",
+            "query($id: ID!) { patient(id: $id) { appointments { totalCount } } }",
+            json!({ "id": ids.p1 }),
+        ),
+        (
+            "provider availability",
+            "query($d: ID!, $from: DateTime!, $to: DateTime!) { providerAvailability(providerId: $d, from: $from, to: $to) { startsAt } }",
+            json!({ "d": ids.doctor, "from": ids.from, "to": ids.to }),
+        ),
+        (
+            "export FHIR",
+            "query($id: ID!) { patient(id: $id) { fhirExport } }",
+            json!({ "id": ids.p1 }),
+        ),
+        (
+            "records shared with me",
+            "{ sharedWithMe { totalCount } }",
+            json!({}),
+        ),
+        (
+            "provider directory",
+            "{ providers { totalCount } }",
+            json!({}),
+        ),
     ]
 }
 
 /// Expected outcome per operation (same order as `operations`), per role.
-fn expected(email: &str) -> [Option<&'static str>; 12] {
+fn expected(email: &str) -> [Option<&'static str>; 19] {
     const OK: Option<&str> = None;
     const NF: Option<&str> = Some("NOT_FOUND");
     const FB: Option<&str> = Some("FORBIDDEN");
     match email {
-        //            read  allerg list  consent hist  create update record grant assign archive emergency
-        ADMIN => [OK, OK, OK, OK, OK, OK, OK, OK, OK, OK, OK, FB],
-        DOCTOR => [OK, OK, OK, FB, FB, OK, OK, OK, FB, FB, FB, OK],
-        DOCTOR2 => [NF, NF, OK, NF, NF, OK, NF, NF, NF, FB, FB, OK],
-        PATIENT => [OK, OK, OK, OK, OK, FB, OK, FB, OK, FB, FB, FB],
-        PATIENT2 => [NF, NF, OK, NF, NF, FB, NF, FB, NF, FB, FB, FB],
-        RESEARCHER => [FB, FB, FB, FB, FB, FB, FB, FB, FB, FB, FB, FB],
+        // read allerg list consent hist create update record grant assign archive emergency
+        // | records prescribe appts availability export shared directory
+        ADMIN => [
+            OK, OK, OK, OK, OK, OK, OK, OK, OK, OK, OK, FB, OK, OK, OK, OK, OK, FB, OK,
+        ],
+        DOCTOR => [
+            OK, OK, OK, FB, FB, OK, OK, OK, FB, FB, FB, OK, OK, OK, OK, OK, OK, OK, OK,
+        ],
+        DOCTOR2 => [
+            NF, NF, OK, NF, NF, OK, NF, NF, NF, FB, FB, OK, NF, NF, NF, OK, NF, OK, OK,
+        ],
+        PATIENT => [
+            OK, OK, OK, OK, OK, FB, OK, FB, OK, FB, FB, FB, OK, FB, OK, OK, OK, FB, OK,
+        ],
+        PATIENT2 => [
+            NF, NF, OK, NF, NF, FB, NF, FB, NF, FB, FB, FB, NF, FB, NF, FB, NF, FB, OK,
+        ],
+        RESEARCHER => [
+            FB, FB, FB, FB, FB, FB, FB, FB, FB, FB, FB, FB, FB, FB, FB, FB, FB, FB, OK,
+        ],
         _ => unreachable!(),
     }
 }
@@ -102,6 +152,8 @@ async fn role_operation_matrix(b: Backend) {
             p2: app.patient_id(PATIENT2).await,
             doctor: app.provider_id(DOCTOR).await,
             doctor2: app.provider_id(DOCTOR2).await,
+            from: chrono::Utc::now().to_rfc3339(),
+            to: (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339(),
         };
         let token = app.token(email).await;
         for ((name, q, v), want) in operations(&ids).into_iter().zip(expected(email)) {

@@ -55,7 +55,18 @@ pub async fn resolve(
     if info.is_for_introspection || matches!(info.path_node.segment, QueryPathSegment::Index(_)) {
         return next.run(ctx, info).await;
     }
-    let Some(guard) = guards.lookup(info.parent_type, info.name) else {
+    // Introspection is not in the table: its root fields (`__schema`, `__type`, a root
+    // `__typename`) need a signed-in viewer (the schema turns them off in production);
+    // `__typename` below the root is the type's name, which its parent already guarded.
+    let declared = if info.name.starts_with("__") {
+        if info.path_node.parent.is_some() {
+            return next.run(ctx, info).await;
+        }
+        Some(Guard::SignedIn)
+    } else {
+        guards.lookup(info.parent_type, info.name)
+    };
+    let Some(guard) = declared else {
         tracing::error!(
             parent = info.parent_type,
             field = info.name,

@@ -17,6 +17,7 @@ on_both_backends!(
     websocket_operations_recheck_the_session,
     no_plaintext_phi_at_rest,
     every_plaintext_column_is_declared,
+    introspection_needs_a_signed_in_viewer,
     legacy_plaintext_sex_and_gender_are_sealed_at_start,
     no_phi_in_logs
 );
@@ -764,4 +765,28 @@ async fn legacy_plaintext_sex_and_gender_are_sealed_at_start(b: Backend) {
         app.audit_count("action = 'patients.seal_sex_gender'").await,
         1
     );
+}
+
+/// Introspection is outside the guard table: signed-in viewers may introspect (the console
+/// does), anonymous callers may not, and `__typename` anywhere below the root just works.
+async fn introspection_needs_a_signed_in_viewer(b: Backend) {
+    let app = spawn_app(b).await;
+    let q = "{ __schema { queryType { name } } __type(name: \"Patient\") { name } }";
+    let r = app.gql(None, q, json!({})).await;
+    assert_eq!(code(&r), Some("UNAUTHENTICATED"), "{r}");
+    let t = app.token(DOCTOR).await;
+    let r = app.gql(Some(&t), q, json!({})).await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(r["data"]["__schema"]["queryType"]["name"], "Query");
+    assert_eq!(r["data"]["__type"]["name"], "Patient");
+    let pid = app.patient_id(PATIENT).await;
+    let r = app
+        .gql(
+            Some(&t),
+            "query($id: ID!) { patient(id: $id) { __typename records(first: 1) { edges { node { __typename } } } } }",
+            json!({ "id": pid }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(r["data"]["patient"]["__typename"], "Patient");
 }

@@ -1,6 +1,8 @@
 -- wrk script: POST the patient read with a random seeded id per request, counting GraphQL
 -- errors (a 200 whose body carries "errors") as errors. Env: BENCH_IDS (file, one id per
--- line), BENCH_TOKEN (bearer token).
+-- line), BENCH_TOKEN (bearer token); optionally BENCH_QUERY_JSON (another operation, as a
+-- JSON string, still taking the random id as $id) and BENCH_VARS_JSON (more variables,
+-- as JSON members after the id: ',"now":"…"').
 local threads = {}
 local n = 0
 
@@ -20,12 +22,17 @@ function init(args)
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+  local query = os.getenv("BENCH_QUERY_JSON")
+  if query == nil or #query == 0 then
+    query = '"query($id: ID!) { patient(id: $id) { id givenName familyName birthDate } }"'
+  end
+  prefix = '{"query":' .. query .. ',"variables":{"id":"'
+  suffix = '"' .. (os.getenv("BENCH_VARS_JSON") or "") .. '}}'
 end
 
 function request()
   local id = ids[math.random(#ids)]
-  return wrk.format(nil, nil, nil,
-    '{"query":"query($id: ID!) { patient(id: $id) { id givenName familyName birthDate } }","variables":{"id":"' .. id .. '"}}')
+  return wrk.format(nil, nil, nil, prefix .. id .. suffix)
 end
 
 function response(status, headers, body)

@@ -457,6 +457,12 @@ pub fn build_row(
     })
 }
 
+/// Completion notes sealed for appointment `id`, as `completeAppointment` stores them. Also
+/// what the bulk seed writes for its completed visits.
+pub fn seal_notes(keys: &KeyRing, id: Uuid, notes: &str) -> AppResult<Vec<u8>> {
+    keys.seal_str(slot("notes", &id), notes)
+}
+
 /// Whether the database refused a row for overlapping another (PostgreSQL's exclusion
 /// violation, SQLSTATE 23P01; the constraint's name and message are not relied on).
 fn is_exclusion_violation(e: &DbErr) -> bool {
@@ -688,7 +694,7 @@ pub async fn settle(
         }
         AppointmentStatus::Completed => {
             if let Some(t) = text {
-                row.notes_enc = Some(keys.seal_str(slot("notes", &id), t)?);
+                row.notes_enc = Some(seal_notes(keys, id, t)?);
             }
             "appointment.complete"
         }

@@ -319,22 +319,11 @@ impl relay::Node for Appointment {
 const CURSOR: &str = "ap1";
 
 fn cursor(a: &service::Appointment) -> String {
-    encode_cursor(
-        CURSOR,
-        format_args!("{}/{}", a.row.starts_at.timestamp_micros(), a.row.id),
-    )
+    crate::graphql::relay::encode_time_cursor(CURSOR, a.row.starts_at, a.row.id)
 }
 
 fn position(after: &str) -> AppResult<service::Position> {
-    let raw: String = decode_cursor(CURSOR, after)?;
-    let bad = || AppError::validation("after", "is not a cursor returned by this API");
-    let (t, id) = raw.split_once('/').ok_or_else(bad)?;
-    let t = t
-        .parse()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(bad)?;
-    Ok((t, Uuid::parse_str(id).map_err(|_| bad())?))
+    crate::graphql::relay::decode_time_cursor(CURSOR, after)
 }
 
 /// The audit row of a list read: which appointments were shown (ids only).

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::sea_query::{Expr, Func, IntoCondition, LikeExpr};
+use sea_orm::sea_query::{Expr, Func, LikeExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, Set,
@@ -24,6 +24,7 @@ use crate::access::BREAK_GLASS_READ_ONLY;
 use crate::access::schedule::{CalendarGrant, ScheduleGrant};
 use crate::audit::{AuditEvent, WriteTxn};
 use crate::crypto::{KeyRing, Slot};
+use crate::db::keyset;
 use crate::error::{AppError, AppResult};
 use crate::idempotency::Idempotency;
 use crate::identity::Viewer;
@@ -114,20 +115,15 @@ pub async fn providers_page(
         .order_by_asc(providers::Column::Id)
         .limit(first + 1);
     if let Some((name, id)) = after {
-        q = q.filter(
-            Condition::any()
-                .add(providers::Column::DisplayName.gt(name.clone()))
-                .add(
-                    Expr::col(providers::Column::DisplayName)
-                        .eq(name)
-                        .and(Expr::col(providers::Column::Id).gt(id))
-                        .into_condition(),
-                ),
-        );
+        q = q.filter(keyset::after(
+            providers::Column::DisplayName,
+            providers::Column::Id,
+            name,
+            id,
+            false,
+        ));
     }
-    let mut rows = q.all(db).await?;
-    let has_next = rows.len() as u64 > first;
-    rows.truncate(first as usize);
+    let (rows, has_next) = keyset::take(q.all(db).await?, first);
     Ok(ProviderPage {
         rows,
         has_next,
@@ -789,20 +785,15 @@ pub async fn page_for_patient(
         .order_by_asc(appointments::Column::Id)
         .limit(first + 1);
     if let Some((t, id)) = after {
-        q = q.filter(
-            Condition::any()
-                .add(appointments::Column::StartsAt.gt(t))
-                .add(
-                    Expr::col(appointments::Column::StartsAt)
-                        .eq(t)
-                        .and(Expr::col(appointments::Column::Id).gt(id))
-                        .into_condition(),
-                ),
-        );
+        q = q.filter(keyset::after(
+            appointments::Column::StartsAt,
+            appointments::Column::Id,
+            t,
+            id,
+            false,
+        ));
     }
-    let mut rows = q.all(db).await?;
-    let has_next = rows.len() as u64 > first;
-    rows.truncate(first as usize);
+    let (rows, has_next) = keyset::take(q.all(db).await?, first);
     let appointments = rows
         .into_iter()
         .map(|r| open(keys, r))

@@ -3,4 +3,5 @@
 pub mod coalesce;
 pub mod columns;
 pub mod held;
+pub mod keyset;
 pub mod stats;

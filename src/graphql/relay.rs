@@ -42,6 +42,27 @@ pub fn decode_cursor<T: FromStr>(tag: &str, cursor: &str) -> AppResult<T> {
         .ok_or_else(bad)
 }
 
+/// A cursor for a position `(instant, id)` in a list ordered by time: `tag:<micros>/<id>`.
+pub fn encode_time_cursor(tag: &str, at: chrono::DateTime<chrono::Utc>, id: Uuid) -> String {
+    encode_cursor(tag, format_args!("{}/{}", at.timestamp_micros(), id))
+}
+
+/// The position in a cursor made by [`encode_time_cursor`] with the same tag, or VALIDATION.
+pub fn decode_time_cursor(
+    tag: &str,
+    cursor: &str,
+) -> AppResult<(chrono::DateTime<chrono::Utc>, Uuid)> {
+    let raw: String = decode_cursor(tag, cursor)?;
+    let bad = || AppError::validation("after", "is not a cursor returned by this API");
+    let (t, id) = raw.split_once('/').ok_or_else(bad)?;
+    let t = t
+        .parse()
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    Ok((t, Uuid::parse_str(id).map_err(|_| bad())?))
+}
+
 /// Relay-style page information.
 #[derive(SimpleObject)]
 pub struct PageInfo {

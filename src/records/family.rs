@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, IntoCondition};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -18,6 +17,7 @@ use uuid::Uuid;
 use super::kinds::*;
 use crate::audit::{AuditEvent, WriteTxn};
 use crate::crypto::{KeyRing, Slot};
+use crate::db::keyset;
 use crate::error::{AppError, AppResult};
 use crate::idempotency::Idempotency;
 use crate::identity::Viewer;
@@ -523,20 +523,15 @@ pub async fn page(
         .order_by_desc(medical_records::Column::Id)
         .limit(first + 1);
     if let Some((t, id)) = after {
-        q = q.filter(
-            Condition::any()
-                .add(medical_records::Column::OccurredAt.lt(t))
-                .add(
-                    Expr::col(medical_records::Column::OccurredAt)
-                        .eq(t)
-                        .and(Expr::col(medical_records::Column::Id).lt(id))
-                        .into_condition(),
-                ),
-        );
+        q = q.filter(keyset::after(
+            medical_records::Column::OccurredAt,
+            medical_records::Column::Id,
+            t,
+            id,
+            true,
+        ));
     }
-    let mut rows = q.all(db).await?;
-    let has_next = rows.len() as u64 > first;
-    rows.truncate(first as usize);
+    let (rows, has_next) = keyset::take(q.all(db).await?, first);
     let records = rows
         .into_iter()
         .map(|r| open(keys, r))

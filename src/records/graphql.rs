@@ -20,7 +20,7 @@ use crate::appointments::graphql::Provider;
 use crate::audit::{AuditEvent, PatientGrant, WriteTxn};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::ContextExt;
-use crate::graphql::relay::{self, Connection, Edge, PageInfo, decode_cursor, encode_cursor};
+use crate::graphql::relay::{self, Connection, Edge, PageInfo};
 use crate::idempotency::Idempotency;
 use crate::identity::Viewer;
 use crate::input::{parse_clinical_text, parse_reason};
@@ -497,23 +497,11 @@ impl relay::Node for ClinicalDocument {
 const CURSOR: &str = "r1";
 
 fn cursor(r: &Record) -> String {
-    encode_cursor(
-        CURSOR,
-        format_args!("{}/{}", r.row.occurred_at.timestamp_micros(), r.row.id),
-    )
+    relay::encode_time_cursor(CURSOR, r.row.occurred_at, r.row.id)
 }
 
 fn position(after: &str) -> AppResult<family::Position> {
-    let raw: String = decode_cursor(CURSOR, after)?;
-    let bad = || AppError::validation("after", "is not a cursor returned by this API");
-    let (t, id) = raw.split_once('/').ok_or_else(bad)?;
-    let t = t
-        .parse()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(bad)?;
-    let id = Uuid::parse_str(id).map_err(|_| bad())?;
-    Ok((t, id))
+    relay::decode_time_cursor(CURSOR, after)
 }
 
 /// Filters on `Patient.records`.

@@ -72,6 +72,9 @@ pub struct Viewer {
     pub meta: RequestMeta,
     /// `access`'s per-request cache of the viewer's standing towards patients.
     pub(crate) standing: Arc<Mutex<HashMap<Uuid, Standing>>>,
+    /// Held while `access` loads a standing into the cache, so concurrent fields load it
+    /// once.
+    pub(crate) standing_load: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Viewer {
@@ -96,6 +99,7 @@ impl Viewer {
             restricted,
             meta,
             standing: Arc::default(),
+            standing_load: Arc::default(),
         }
     }
 }

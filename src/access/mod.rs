@@ -663,7 +663,7 @@ pub async fn read_patient(
             let reads = state.service::<reads::ProviderReads>()?;
             reads.read(provider, id).await?.and_then(|r| {
                 (r.care_team || r.emergency).then(|| {
-                    remember(viewer, &r.row, r.care_team, r.emergency);
+                    remember(viewer, &r.row, r.care_team, r.emergency, r.scopes);
                     r.row
                 })
             })
@@ -758,13 +758,22 @@ async fn relationship(
     patient_id: Uuid,
     need_scopes: bool,
 ) -> AppResult<Relationship> {
-    let cached = lock(&viewer.standing)
-        .get(&patient_id)
-        .copied()
-        .map(Relationship::from);
-    let rel = match cached {
-        // Consent scopes matter only to a care-team provider.
-        Some(r) if !(need_scopes && r.care_team && r.scopes.is_none()) => return Ok(r),
+    // Consent scopes matter only to a care-team provider.
+    let cached = || {
+        lock(&viewer.standing)
+            .get(&patient_id)
+            .copied()
+            .map(Relationship::from)
+    };
+    let enough = |r: &Relationship| !(need_scopes && r.care_team && r.scopes.is_none());
+    if let Some(r) = cached().filter(enough) {
+        return Ok(r);
+    }
+    // One load at a time per request: fields that resolve concurrently (a chart's lists)
+    // wait for the first one's answer rather than each loading the same standing.
+    let _gate = viewer.standing_load.lock().await;
+    let rel = match cached() {
+        Some(r) if enough(&r) => return Ok(r),
         Some(mut r) => {
             if let Some(provider) = viewer.provider_id {
                 r.scopes = Some(
@@ -816,17 +825,23 @@ async fn patient_exists(
         .is_some())
 }
 
-/// Record what a provider's combined read already established (see
-/// `patients::service::get`): the row and the provider's standing towards it, so the scope
-/// check that follows needs no query of its own.
-fn remember(viewer: &Viewer, row: &patients::Model, care_team: bool, emergency: bool) {
+/// Record what a provider's combined read already established ([`reads`]): the row, the
+/// provider's standing towards it and the consent scopes the patient granted them, so the
+/// scope checks that follow, clinical ones included, need no query of their own.
+fn remember(
+    viewer: &Viewer,
+    row: &patients::Model,
+    care_team: bool,
+    emergency: bool,
+    scopes: Vec<ConsentScope>,
+) {
     let visible = row.archived_at.is_none() && (care_team || emergency);
     lock(&viewer.standing).entry(row.id).or_insert(
         Relationship {
             visible,
             care_team: care_team && visible,
             emergency: emergency && visible,
-            scopes: None,
+            scopes: Some(scopes),
         }
         .into(),
     );

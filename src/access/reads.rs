@@ -12,7 +12,8 @@
 //! lone read at once, as its own batch of one; under load the batches grow by themselves
 //! while earlier ones are in flight. Each pair carries its own provider, so the care-team
 //! and emergency-access facts are decided per request, by `access::provider_standing`, the
-//! conditions lists apply too.
+//! conditions lists apply too; the consent scopes the patient granted that provider come
+//! in the same row, so a chart's clinical fields look nothing up.
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -25,11 +26,16 @@ use crate::db::stats::SqlStats;
 use crate::error::{AppError, AppResult};
 use entity::patients;
 
-/// A patient row with the provider's standing towards it.
+use super::consent_scope::ConsentScope;
+
+/// A patient row with the provider's standing towards it, and the consent scopes the
+/// patient has granted the provider (active, unexpired), so the clinical fields that follow
+/// in the same request need no lookup of their own.
 pub struct ProviderRead {
     pub row: patients::Model,
     pub care_team: bool,
     pub emergency: bool,
+    pub scopes: Vec<ConsentScope>,
 }
 
 struct Job {
@@ -115,6 +121,15 @@ fn standing<B: sea_orm::sea_query::QueryBuilder>(builder: B, provider: &str, now
         .expr_as(emergency, sea_orm::sea_query::Alias::new("cg_emergency"))
         .to_string(builder);
     select.strip_prefix("SELECT ").unwrap_or(&select).to_owned()
+}
+
+/// The consent scopes column: every active, unexpired consent of the patient to the
+/// provider, their scope lists joined by commas (`aggregate` is the backend's string
+/// aggregate), NULL when there is none. The same conditions as `access::load_scopes`.
+fn consents(aggregate: &str, provider: &str, now: &str) -> String {
+    format!(
+        r#"(SELECT {aggregate}("consents"."scopes", ',') FROM "consents" WHERE "consents"."patient_id" = "patients"."id" AND "consents"."grantee_provider_id" = {provider} AND "consents"."status" = 'ACTIVE' AND ("consents"."expires_at" IS NULL OR "consents"."expires_at" > {now})) AS cg_consents"#
+    )
 }
 
 /// Every column of `patients`, in the order [`BatchRow`] decodes them (the entity's own
@@ -225,6 +240,10 @@ where
                 },
                 care_team: r.try_get(col())?,
                 emergency: r.try_get(col())?,
+                scopes: r
+                    .try_get::<Option<String>, _>(col())?
+                    .map(|s| ConsentScope::split(&s))
+                    .unwrap_or_default(),
             },
         })
     }
@@ -234,9 +253,10 @@ where
 fn postgres_sql() -> &'static str {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            r#"SELECT r.i AS cg_i, {columns}, {standing} FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS r(patient, provider, i) JOIN "patients" ON "patients"."id" = r.patient WHERE "patients"."archived_at" IS NULL"#,
+            r#"SELECT r.i AS cg_i, {columns}, {standing}, {consents} FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS r(patient, provider, i) JOIN "patients" ON "patients"."id" = r.patient WHERE "patients"."archived_at" IS NULL"#,
             columns = patient_columns(),
             standing = standing(sea_orm::sea_query::PostgresQueryBuilder, "r.provider", "$3"),
+            consents = consents("string_agg", "r.provider", "$3"),
         )
     });
     SQL.as_str()
@@ -247,13 +267,14 @@ fn postgres_sql() -> &'static str {
 fn sqlite_sql() -> &'static str {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            r#"SELECT r.key + 1 AS cg_i, {columns}, {standing} FROM json_each(?1) AS r JOIN "patients" ON "patients"."id" = unhex(json_extract(r.value, '$[0]')) WHERE "patients"."archived_at" IS NULL"#,
+            r#"SELECT r.key + 1 AS cg_i, {columns}, {standing}, {consents} FROM json_each(?1) AS r JOIN "patients" ON "patients"."id" = unhex(json_extract(r.value, '$[0]')) WHERE "patients"."archived_at" IS NULL"#,
             columns = patient_columns(),
             standing = standing(
                 sea_orm::sea_query::SqliteQueryBuilder,
                 "unhex(json_extract(r.value, '$[1]'))",
                 "?2",
             ),
+            consents = consents("group_concat", "unhex(json_extract(r.value, '$[1]'))", "?2"),
         )
     });
     SQL.as_str()

@@ -10,11 +10,13 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::access::reads::ProviderReads;
+use crate::appointments::reads::AppointmentReads;
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::credentials::password::Passwords;
 use crate::credentials::tokens::TokenKeys;
 use crate::db::stats::SqlStats;
+use crate::records::reads::RecordReads;
 use crate::state::AppState;
 use crate::stores::Stores;
 
@@ -136,6 +138,13 @@ pub async fn build_state(cfg: Config) -> Result<AppState, StartupError> {
     // The domains' services, which they fetch with `AppState::service`.
     let mut services = axum::http::Extensions::new();
     services.insert(ProviderReads::start(
+        db.clone(),
+        sql.clone(),
+        cfg.db_pool_size,
+        cfg.audit_queue,
+    ));
+    services.insert(RecordReads::start(db.clone(), sql.clone(), cfg.audit_queue));
+    services.insert(AppointmentReads::start(
         db.clone(),
         sql.clone(),
         cfg.db_pool_size,

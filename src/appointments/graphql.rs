@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::availability::{self, Schedule};
 use super::loaders::{CareTeams, Providers};
+use super::reads::AppointmentReads;
 use super::service::{self, NewAppointment};
 use super::types::{self, AppointmentStatus, Weekday};
 use crate::access;
@@ -58,12 +59,18 @@ fn loader_failed(e: Arc<AppError>) -> AppError {
     AppError::internal_msg("loading providers failed")
 }
 
+/// The request's (cached) providers loader.
+fn providers_loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Providers> {
+    ctx.data::<Providers>()
+        .map_err(|_| AppError::internal_msg("providers loader missing"))
+}
+
 /// A provider by id, through the request's (cached) loader.
 async fn load_provider(ctx: &Context<'_>, id: Uuid) -> AppResult<Option<providers::Model>> {
-    let loader = ctx
-        .data::<Providers>()
-        .map_err(|_| AppError::internal_msg("providers loader missing"))?;
-    loader.load_one(id).await.map_err(loader_failed)
+    providers_loader(ctx)?
+        .load_one(id)
+        .await
+        .map_err(loader_failed)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -355,8 +362,10 @@ pub async fn patient_appointments(
         grants::appointments_grant(state, viewer, patient_id, false, "appointment.read").await?;
     let filter = service::ListFilter { status, from, to };
     let want_total = ctx.look_ahead().field("totalCount").exists();
+    let reads = state.service::<AppointmentReads>()?;
     let page = service::page_for_patient(
         &state.db,
+        reads,
         &state.keys,
         &grant,
         &filter,
@@ -371,6 +380,8 @@ pub async fn patient_appointments(
         .map(|a| a.row.id.to_string())
         .collect();
     state.audit.record(list_read(viewer, &grant, ids)).await?;
+    // The page's rows came with their providers: `Appointment.provider` finds them cached.
+    providers_loader(ctx)?.feed_many(page.providers).await;
     let edges: Vec<Edge<Appointment>> = page
         .appointments
         .into_iter()

@@ -5,5 +5,6 @@ pub mod availability;
 pub mod fhir;
 pub mod graphql;
 pub mod loaders;
+pub mod reads;
 pub mod service;
 pub mod types;

@@ -14,11 +14,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::sea_query::{Expr, Func, LikeExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, Set,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, Select, Set,
 };
 use uuid::Uuid;
 
 use super::availability::{self, Interval, Schedule};
+use super::reads::{AppointmentReads, PageRow};
 use super::types::{self, AppointmentStatus};
 use crate::access::BREAK_GLASS_READ_ONLY;
 use crate::access::schedule::{CalendarGrant, ScheduleGrant};
@@ -750,13 +751,40 @@ pub type Position = (DateTime<Utc>, Uuid);
 
 pub struct Page {
     pub appointments: Vec<Appointment>,
+    /// The providers the page's appointments are with, by id.
+    pub providers: HashMap<Uuid, providers::Model>,
     pub has_next: bool,
     pub total: Option<u64>,
 }
 
-/// One page of the grant's patient's appointments, soonest first, after `after`.
+/// The patient's appointments of `status` (if given) starting in `[from, to)` (either end
+/// open when not given): what a page lists and its `totalCount` counts.
+pub(super) fn listed(
+    patient_id: Uuid,
+    status: Option<&str>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Select<appointments::Entity> {
+    let mut q = appointments::Entity::find().filter(appointments::Column::PatientId.eq(patient_id));
+    if let Some(s) = status {
+        q = q.filter(appointments::Column::Status.eq(s));
+    }
+    if let Some(f) = from {
+        q = q.filter(appointments::Column::StartsAt.gte(f));
+    }
+    if let Some(t) = to {
+        q = q.filter(appointments::Column::StartsAt.lt(t));
+    }
+    q
+}
+
+/// One page of the grant's patient's appointments, soonest first, after `after`. The rows
+/// come through [`AppointmentReads`] (coalesced with other requests' pages, each row with
+/// its provider); the count, when wanted, through `db`, at the same time.
+#[allow(clippy::too_many_arguments)]
 pub async fn page_for_patient(
     db: &impl ConnectionTrait,
+    reads: &AppointmentReads,
     keys: &KeyRing,
     grant: &ScheduleGrant,
     filter: &ListFilter,
@@ -764,42 +792,29 @@ pub async fn page_for_patient(
     after: Option<Position>,
     want_total: bool,
 ) -> AppResult<Page> {
-    let mut base =
-        appointments::Entity::find().filter(appointments::Column::PatientId.eq(grant.patient_id()));
-    if let Some(s) = filter.status {
-        base = base.filter(appointments::Column::Status.eq(s.as_str()));
-    }
-    if let Some(f) = filter.from {
-        base = base.filter(appointments::Column::StartsAt.gte(f));
-    }
-    if let Some(t) = filter.to {
-        base = base.filter(appointments::Column::StartsAt.lt(t));
-    }
-    let total = if want_total {
-        Some(base.clone().count(db).await?)
-    } else {
-        None
+    let total = async {
+        if !want_total {
+            return Ok(None);
+        }
+        let base = listed(
+            grant.patient_id(),
+            filter.status.map(AppointmentStatus::as_str),
+            filter.from,
+            filter.to,
+        );
+        Ok::<_, AppError>(Some(base.count(db).await?))
     };
-    let mut q = base
-        .order_by_asc(appointments::Column::StartsAt)
-        .order_by_asc(appointments::Column::Id)
-        .limit(first + 1);
-    if let Some((t, id)) = after {
-        q = q.filter(keyset::after(
-            appointments::Column::StartsAt,
-            appointments::Column::Id,
-            t,
-            id,
-            false,
-        ));
+    let (total, (rows, has_next)) =
+        tokio::try_join!(total, reads.page(grant, filter, first, after))?;
+    let mut providers = HashMap::new();
+    let mut appointments = Vec::with_capacity(rows.len());
+    for PageRow { row, provider } in rows {
+        appointments.push(open(keys, row)?);
+        providers.entry(provider.id).or_insert(provider);
     }
-    let (rows, has_next) = keyset::take(q.all(db).await?, first);
-    let appointments = rows
-        .into_iter()
-        .map(|r| open(keys, r))
-        .collect::<AppResult<Vec<_>>>()?;
     Ok(Page {
         appointments,
+        providers,
         has_next,
         total,
     })

@@ -61,7 +61,7 @@ impl RecordSet {
     }
 
     /// The same condition in SQL, for lists, totals and cursors.
-    fn condition(&self) -> Condition {
+    pub(super) fn condition(&self) -> Condition {
         let mut c = Condition::all()
             .add(medical_records::Column::PatientId.eq(self.patient_id))
             .add(medical_records::Column::Kind.is_in(self.kinds.iter().map(|k| k.as_str())));
@@ -460,7 +460,7 @@ pub struct ListFilter {
 }
 
 impl ListFilter {
-    fn condition(&self) -> Condition {
+    pub(super) fn condition(&self) -> Condition {
         let mut c = Condition::all();
         if let Some(f) = self.from {
             c = c.add(medical_records::Column::OccurredAt.gte(f));
@@ -493,9 +493,12 @@ pub struct Page {
 }
 
 /// One page of a patient's records inside `set`, newest first, after `after`. `want_total`
-/// counts the same rows (never more than the list may show).
+/// counts the same rows (never more than the list may show). The rows come through the
+/// coalesced lists (`reads`) unless the filter searches by code.
+#[allow(clippy::too_many_arguments)]
 pub async fn page(
     db: &impl ConnectionTrait,
+    reads: &super::reads::RecordReads,
     keys: &KeyRing,
     set: &RecordSet,
     filter: &ListFilter,
@@ -518,20 +521,26 @@ pub async fn page(
     } else {
         None
     };
-    let mut q = base
-        .order_by_desc(medical_records::Column::OccurredAt)
-        .order_by_desc(medical_records::Column::Id)
-        .limit(first + 1);
-    if let Some((t, id)) = after {
-        q = q.filter(keyset::after(
-            medical_records::Column::OccurredAt,
-            medical_records::Column::Id,
-            t,
-            id,
-            true,
-        ));
-    }
-    let (rows, has_next) = keyset::take(q.all(db).await?, first);
+    let rows = match super::reads::Job::new(set, filter, after, Some(first + 1)) {
+        Some(job) => reads.list(job).await?,
+        None => {
+            let mut q = base
+                .order_by_desc(medical_records::Column::OccurredAt)
+                .order_by_desc(medical_records::Column::Id)
+                .limit(first + 1);
+            if let Some((t, id)) = after {
+                q = q.filter(keyset::after(
+                    medical_records::Column::OccurredAt,
+                    medical_records::Column::Id,
+                    t,
+                    id,
+                    true,
+                ));
+            }
+            q.all(db).await?
+        }
+    };
+    let (rows, has_next) = keyset::take(rows, first);
     let records = rows
         .into_iter()
         .map(|r| open(keys, r))
@@ -543,7 +552,27 @@ pub async fn page(
     })
 }
 
-/// Every record inside each set, for many sets at once (the by-patient DataLoader): one
+/// Every record of `set` (of the kinds' own `status`, when given), oldest first, through the
+/// coalesced lists (`reads`): a page of patients asking each for their allergies shares one
+/// statement, with every other request's lists.
+pub async fn all(
+    reads: &super::reads::RecordReads,
+    keys: &KeyRing,
+    set: &RecordSet,
+    status: Option<&'static str>,
+) -> AppResult<Vec<Record>> {
+    let filter = ListFilter {
+        status,
+        ..ListFilter::default()
+    };
+    let job = super::reads::Job::new(set, &filter, None, None)
+        .ok_or_else(|| AppError::internal_msg("a whole list has no code filter"))?;
+    // Newest first from the reads.
+    let rows = reads.list(job).await?;
+    rows.into_iter().rev().map(|r| open(keys, r)).collect()
+}
+
+/// Every record inside each set, for many sets at once (the FHIR export): one
 /// query whatever the number of sets, rows sorted by event time ascending.
 pub async fn by_sets(
     db: &impl ConnectionTrait,

@@ -569,6 +569,7 @@ async fn page<N: relay::Node>(
     let want_total = ctx.look_ahead().field("totalCount").exists();
     let p = family::page(
         &state.db,
+        state.service::<super::reads::RecordReads>()?,
         &state.keys,
         grant.set(),
         &list,
@@ -702,17 +703,8 @@ async fn by_patient(
     let state = ctx.state()?;
     let viewer = ctx.viewer()?;
     let grant = scope::read(state, viewer, patient_id, Some(&[kind]), "record.read").await?;
-    let loader = ctx
-        .data::<async_graphql::dataloader::DataLoader<super::family_loader::RecordsByPatient>>()
-        .map_err(|_| AppError::internal_msg("records loader missing"))?;
-    let rows = loader
-        .load_one(super::family_loader::RecordsKey::new(&grant, status))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = ?e, "records loader failed");
-            AppError::internal_msg("loading records failed")
-        })?
-        .unwrap_or_default();
+    let reads = state.service::<super::reads::RecordReads>()?;
+    let rows = family::all(reads, &state.keys, grant.set(), status).await?;
     state
         .audit
         .record(list_read(viewer, &grant, field, &rows))

@@ -6,10 +6,10 @@
 pub mod corrections;
 pub mod cvx;
 pub mod family;
-pub mod family_loader;
 pub mod fhir;
 pub mod graphql;
 pub mod kinds;
+pub mod reads;
 pub mod scope;
 pub mod shares;
 pub mod types;

@@ -17,7 +17,6 @@ use crate::consent::graphql::{ConsentMutation, ConsentQuery};
 use crate::graphql::{Limits, pipeline};
 use crate::patients::graphql::{PatientMutation, PatientQuery, SharedQuery};
 use crate::records::corrections::{CorrectionsByRecord, CorrectionsMutation};
-use crate::records::family_loader::RecordsByPatient;
 use crate::records::graphql::{RecordsMutation, RecordsQuery};
 use crate::records::shares::SharesMutation;
 use crate::state::AppState;
@@ -100,7 +99,6 @@ pub use appointment_patient::AppointmentPatients;
 /// The per-request loaders (and the per-request read of appointments' patients), built for
 /// each operation and handed to it with [`RequestLoaders::attach`].
 pub struct RequestLoaders {
-    pub records: DataLoader<RecordsByPatient>,
     pub corrections: DataLoader<CorrectionsByRecord>,
     pub providers: Providers,
     pub care_teams: CareTeams,
@@ -110,8 +108,7 @@ pub struct RequestLoaders {
 impl RequestLoaders {
     /// The request with every loader in its data.
     pub fn attach(self, req: async_graphql::Request) -> async_graphql::Request {
-        req.data(self.records)
-            .data(self.corrections)
+        req.data(self.corrections)
             .data(self.providers)
             .data(self.care_teams)
             .data(self.appointment_patients)
@@ -121,13 +118,6 @@ impl RequestLoaders {
 /// Per-request loaders.
 pub fn request_loaders(state: &AppState) -> RequestLoaders {
     RequestLoaders {
-        records: DataLoader::new(
-            RecordsByPatient {
-                db: state.db.clone(),
-                keys: state.keys.clone(),
-            },
-            tokio::spawn,
-        ),
         corrections: DataLoader::new(
             CorrectionsByRecord {
                 db: state.db.clone(),

@@ -22,6 +22,7 @@ on_both_backends!(
     reason_and_notes_are_ciphertext_at_rest,
     reads_and_writes_are_audited,
     a_calendar_of_50_costs_what_a_calendar_of_5_costs,
+    concurrent_pages_of_appointments_stay_apart,
 );
 
 const BOOK: &str = r#"mutation($p: ID!, $d: ID!, $at: DateTime!, $min: Int! = 30, $why: String! = "Demo check-up", $k: String) {
@@ -1325,4 +1326,101 @@ async fn a_calendar_of_50_costs_what_a_calendar_of_5_costs(b: Backend) {
         many <= SMALL,
         "{b:?}: {many} data statements for a calendar"
     );
+}
+
+/// A page of appointments with every argument the coalesced read carries per page.
+const PAGE: &str = "query($p: ID!, $s: AppointmentStatus, $from: DateTime, $to: DateTime, $first: Int!, $after: String) { patient(id: $p) { appointments(status: $s, from: $from, to: $to, first: $first, after: $after) { pageInfo { hasNextPage endCursor } edges { cursor node { id status startsAt reason provider { id displayName } } } } } }";
+
+/// Many pages at once, of different patients, filters, positions and sizes, may share one
+/// batched statement (`appointments::reads`): each still gets exactly the page it gets
+/// when asked alone.
+async fn concurrent_pages_of_appointments_stay_apart(b: Backend) {
+    let app = spawn_app(b).await;
+    let mut bulk: Vec<uuid::Uuid> = Vec::new();
+    caregraph::seed::bulk_patients(&app.state, 4, |_, ids| bulk.extend_from_slice(ids))
+        .await
+        .unwrap();
+    let ids = ids(&app).await;
+    let doc = app.token(DOCTOR).await;
+    let now = Utc::now();
+    // Two more visits for the first bulk patient, and a cancelled one.
+    let slots = free(
+        &app,
+        &doc,
+        &ids.doctor,
+        now + TimeDelta::days(30),
+        now + TimeDelta::days(40),
+    )
+    .await;
+    let first = bulk[0].to_string();
+    for s in &slots[..3] {
+        booked(&app, &doc, &first, &ids.doctor, *s).await;
+    }
+    let page = app
+        .gql(
+            Some(&doc),
+            PAGE,
+            json!({ "p": first, "s": "SCHEDULED", "first": 5 }),
+        )
+        .await;
+    let cancel = page["data"]["patient"]["appointments"]["edges"][0]["node"]["id"].clone();
+    let r = app.gql(Some(&doc), CANCEL, json!({ "id": cancel })).await;
+    assert!(r["errors"].is_null(), "{r}");
+
+    let mut cases: Vec<Value> = Vec::new();
+    for p in bulk.iter().map(|id| id.to_string()) {
+        let head = app
+            .gql(Some(&doc), PAGE, json!({ "p": p, "first": 2 }))
+            .await;
+        let after = head["data"]["patient"]["appointments"]["pageInfo"]["endCursor"].clone();
+        assert!(after.is_string(), "{head}");
+        cases.extend([
+            json!({ "p": p, "first": 2 }),
+            json!({ "p": p, "first": 1, "after": after }),
+            json!({ "p": p, "first": 20, "after": after }),
+            json!({ "p": p, "s": "SCHEDULED", "first": 20 }),
+            json!({ "p": p, "s": "COMPLETED", "first": 20 }),
+            json!({ "p": p, "s": "CANCELLED", "first": 20 }),
+            json!({ "p": p, "from": iso(now), "first": 20 }),
+            json!({ "p": p, "to": iso(now), "first": 20 }),
+            json!({ "p": p, "from": iso(now), "to": iso(now + TimeDelta::days(35)), "first": 20, "after": after }),
+        ]);
+    }
+    let mut alone = Vec::new();
+    let (d0, _) = app.state.sql.snapshot();
+    for vars in &cases {
+        let r = app.gql(Some(&doc), PAGE, vars.clone()).await;
+        assert!(r["errors"].is_null(), "{vars}: {r}");
+        alone.push(r["data"].clone());
+    }
+    // The pages differ from one another, so a page given another's rows is noticed.
+    let shown = |d: &Value| {
+        d["patient"]["appointments"]["edges"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert!(alone.iter().any(|d| shown(d) == 0), "{alone:?}");
+    assert!(alone.iter().any(|d| shown(d) > 3), "{alone:?}");
+    let (d1, _) = app.state.sql.snapshot();
+    for round in 0..3 {
+        let (t0, _) = app.state.sql.snapshot();
+        let together = futures_util::future::join_all(
+            cases
+                .iter()
+                .map(|vars| app.gql(Some(&doc), PAGE, vars.clone())),
+        )
+        .await;
+        let (t1, _) = app.state.sql.snapshot();
+        println!(
+            "{b:?}: {} pages: {} data statements one by one, {} at once (round {round})",
+            cases.len(),
+            d1 - d0,
+            t1 - t0
+        );
+        for ((vars, want), r) in cases.iter().zip(&alone).zip(together) {
+            assert!(r["errors"].is_null(), "{vars}: {r}");
+            assert_eq!(&r["data"], want, "{vars}");
+        }
+    }
 }

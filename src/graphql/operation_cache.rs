@@ -14,11 +14,13 @@
 //! Only one validation rule looks at variable *values*: `ArgumentsOfCorrectType` checks each
 //! value against the type of the argument it is passed to (another rule has already required
 //! that type to be the variable's declared type). Results are therefore kept only for
-//! operations whose variables are all declared with the built-in scalars, and a variable's
-//! shape is the class of value that decides validity for those: null, boolean, string, a
-//! number that fits i64, another number, a list (with its items' shapes) or an object. Custom
-//! scalars and input objects have validity rules of their own, so operations that declare
-//! them are validated every time. Depth comes from the document alone; complexity also from
+//! operations whose variables are all declared with scalars whose validity the shape of the
+//! value decides: the built-in ones, and `DateTime` and `NaiveDate`, whose `is_valid`
+//! accepts every value (their text is parsed when a resolver reads the argument, on every
+//! request alike). A variable's shape is the class of value that decides validity for
+//! those: null, boolean, string, a number that fits i64, another number, a list (with its
+//! items' shapes) or an object. Enums, `JSON` and input objects have validity rules of
+//! their own, so operations that declare them are validated every time. Depth comes from the document alone; complexity also from
 //! the `first` of each page (`patients`, `accessHistory`), which may be a variable: integers
 //! are therefore part of the shape by value, so a plan validated for `first: 10` is never
 //! reused for `first: 100`.
@@ -39,8 +41,16 @@ const MAX_CACHED_QUERY_BYTES: usize = 8 * 1024;
 /// Variable shapes longer than this (long id lists) are not worth keeping either.
 const MAX_SHAPE_BYTES: usize = 512;
 /// Scalars whose validity depends only on the shape of the value (async-graphql's
-/// `is_valid` for each).
-const BUILT_IN: &[&str] = &["ID", "String", "Int", "Float", "Boolean"];
+/// `is_valid` for each; `DateTime`'s and `NaiveDate`'s accept any value).
+const SHAPE_DECIDES: &[&str] = &[
+    "ID",
+    "String",
+    "Int",
+    "Float",
+    "Boolean",
+    "DateTime",
+    "NaiveDate",
+];
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
@@ -166,7 +176,7 @@ fn variable_shape(doc: &ExecutableDocument, vars: &async_graphql::Variables) -> 
     let mut shape = String::new();
     for (_, op) in doc.operations.iter() {
         for def in &op.node.variable_definitions {
-            if !built_in(&def.node.var_type.node) {
+            if !shape_decides(&def.node.var_type.node) {
                 return None;
             }
             let name = &def.node.name.node;
@@ -185,10 +195,10 @@ fn variable_shape(doc: &ExecutableDocument, vars: &async_graphql::Variables) -> 
     Some(shape)
 }
 
-fn built_in(ty: &Type) -> bool {
+fn shape_decides(ty: &Type) -> bool {
     match &ty.base {
-        BaseType::Named(name) => BUILT_IN.contains(&name.as_str()),
-        BaseType::List(inner) => built_in(inner),
+        BaseType::Named(name) => SHAPE_DECIDES.contains(&name.as_str()),
+        BaseType::List(inner) => shape_decides(inner),
     }
 }
 

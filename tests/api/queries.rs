@@ -78,11 +78,22 @@ async fn known_operations_answer_bad_variables_as_on_first_sight(b: Backend) {
     let t = app.token(DOCTOR).await;
     let read = "query($id: ID!) { patient(id: $id) { id givenName } }";
     let list = "query($n: Int) { patients(first: $n) { edges { node { givenName } } } }";
-    // Warm both: the documents and their validation for good values.
+    // A custom scalar whose validity the value's shape decides (its text is parsed when the
+    // resolver reads it).
+    let dated = "query($id: ID!, $from: DateTime) { patient(id: $id) { appointments(from: $from, first: 2) { edges { node { id } } } } }";
+    // Warm all three: the documents and their validation for good values.
     for _ in 0..2 {
         let r = app.gql(Some(&t), read, json!({ "id": pid })).await;
         assert_eq!(r["data"]["patient"]["givenName"], "Testy", "{r}");
         let r = app.gql(Some(&t), list, json!({ "n": 5 })).await;
+        assert!(r["errors"].is_null(), "{r}");
+        let r = app
+            .gql(
+                Some(&t),
+                dated,
+                json!({ "id": pid, "from": "2026-01-01T00:00:00Z" }),
+            )
+            .await;
         assert!(r["errors"].is_null(), "{r}");
     }
     let cases = [
@@ -97,6 +108,15 @@ async fn known_operations_answer_bad_variables_as_on_first_sight(b: Backend) {
         (list, json!({ "n": "5" })),
         (list, json!({ "n": 18446744073709551615u64 })),
         (list, json!({ "n": null })),
+        (dated, json!({ "id": pid, "from": "not a time" })),
+        (dated, json!({ "id": pid, "from": 5 })),
+        (dated, json!({ "id": pid, "from": null })),
+        (dated, json!({ "id": pid, "from": { "a": 1 } })),
+        (
+            dated,
+            json!({ "id": pid, "from": ["2026-01-01T00:00:00Z"] }),
+        ),
+        (dated, json!({ "id": pid })),
     ];
     for (i, (q, vars)) in cases.into_iter().enumerate() {
         let cold = app.gql(Some(&t), &format!("{q} # {i}"), vars.clone()).await;

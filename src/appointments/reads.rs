@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Alias, Expr, Order, Query};
+use sea_orm::sea_query::{Alias, Expr, Query};
 use sea_orm::{DatabaseConnection, DbBackend, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
 use uuid::Uuid;
 
@@ -119,29 +119,24 @@ impl Batch for AppointmentPages {
         conn: &mut HeldConnection,
         jobs: &[Job],
     ) -> AppResult<Vec<Vec<PageRow>>> {
-        match conn.backend() {
-            DbBackend::Postgres => {
-                let mut pages: Vec<Vec<PageRow>> = jobs.iter().map(|_| Vec::new()).collect();
-                // In order of job, then of each page: pushing keeps each page's order.
-                for row in fetch_postgres(conn, jobs).await? {
-                    usize::try_from(row.i - 1)
-                        .ok()
-                        .and_then(|i| pages.get_mut(i))
-                        .ok_or_else(|| {
-                            AppError::internal_msg("batched page read returned an unknown row")
-                        })?
-                        .push(row.row);
-                }
-                Ok(pages)
-            }
-            _ => {
-                let mut pages = Vec::with_capacity(jobs.len());
-                for job in jobs {
-                    pages.push(conn.query_as(sqlite_statement(job)).await?);
-                }
-                Ok(pages)
-            }
+        let rows = match conn.backend() {
+            DbBackend::Postgres => fetch_postgres(conn, jobs).await?,
+            _ => conn.query_as(sqlite_statement(jobs)).await?,
+        };
+        let mut pages: Vec<Vec<PageRow>> = jobs.iter().map(|_| Vec::new()).collect();
+        for row in rows {
+            usize::try_from(row.i - 1)
+                .ok()
+                .and_then(|i| pages.get_mut(i))
+                .ok_or_else(|| AppError::internal_msg("batched page read returned an unknown row"))?
+                .push(row.row);
         }
+        for page in &mut pages {
+            // Each page soonest first (PostgreSQL sends them so; SQLite's compound SELECT
+            // keeps no order of its own).
+            page.sort_by_key(|r| (r.row.starts_at, r.row.id));
+        }
+        Ok(pages)
     }
 }
 
@@ -258,9 +253,18 @@ struct BatchRow {
     row: PageRow,
 }
 
-impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for BatchRow {
-    fn from_row(r: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
-        use sqlx::Row;
+impl<'r, R> sqlx::FromRow<'r, R> for BatchRow
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(r: &'r R) -> Result<Self, sqlx::Error> {
         Ok(BatchRow {
             i: r.try_get(0)?,
             row: decode_page_row(r, 1)?,
@@ -311,10 +315,28 @@ async fn fetch_postgres(conn: &mut HeldConnection, jobs: &[Job]) -> AppResult<Ve
     Ok(conn.query_as_postgres(postgres_sql(), args).await?)
 }
 
-/// SQLite: one job's page, `service::listed`'s conditions and `db::keyset::after`, ordered
-/// and cut as `service::page_for_patient` did, joined to `providers` outside (the keyset
-/// condition names `id` unqualified, which `providers` has too).
-fn sqlite_statement(job: &Job) -> sea_orm::Statement {
+/// SQLite (no LATERAL): every job's page as one arm of a `UNION ALL`, tagged with the job's
+/// number: one statement per batch, as on PostgreSQL. An arm is `service::listed`'s
+/// conditions and `db::keyset::after`, ordered and cut as `service::page_for_patient` did,
+/// joined to `providers` outside (the keyset condition names `id` unqualified, which
+/// `providers` has too).
+fn sqlite_statement(jobs: &[Job]) -> sea_orm::Statement {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for (n, job) in jobs.iter().enumerate() {
+        let arm = sqlite_arm(job, n + 1);
+        if n > 0 {
+            sql.push_str(" UNION ALL ");
+        }
+        sql.push_str("SELECT * FROM (");
+        sql.push_str(&arm.sql);
+        sql.push(')');
+        values.extend(arm.values.map(|v| v.0).unwrap_or_default());
+    }
+    sea_orm::Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
+}
+
+fn sqlite_arm(job: &Job, n: usize) -> sea_orm::Statement {
     use appointments::Column as A;
     let mut page = service::listed(job.patient, job.status, job.from, job.to);
     if let Some((t, id)) = job.after {
@@ -329,6 +351,7 @@ fn sqlite_statement(job: &Job) -> sea_orm::Statement {
     let a = Alias::new("a");
     let mut q = Query::select();
     q.from_subquery(page, a.clone());
+    q.expr_as(Expr::val(n as i64), Alias::new("cg_i"));
     for c in APPOINTMENT_COLUMNS {
         q.column((a.clone(), Alias::new(c)));
     }
@@ -337,10 +360,8 @@ fn sqlite_statement(job: &Job) -> sea_orm::Statement {
     }
     q.inner_join(
         providers::Entity,
-        Expr::col((providers::Entity, providers::Column::Id)).equals((a.clone(), A::ProviderId)),
-    )
-    .order_by((a.clone(), A::StartsAt), Order::Asc)
-    .order_by((a, A::Id), Order::Asc);
+        Expr::col((providers::Entity, providers::Column::Id)).equals((a, A::ProviderId)),
+    );
     DbBackend::Sqlite.build(&q)
 }
 

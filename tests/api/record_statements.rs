@@ -1,5 +1,5 @@
 //! Statement counts of the medical-records reads: a page of records, the per-patient
-//! lists (medications, allergies) across a page of patients, and the portal's home screen
+//! lists (medications, allergies, appointments) across a page of patients, and the portal's home screen
 //! (benchmark workload (f)), cost a constant number of data statements, whatever the number
 //! of rows.
 use chrono::{TimeDelta, Utc};
@@ -12,6 +12,7 @@ use crate::on_both_backends;
 on_both_backends!(
     a_page_of_records_costs_the_same_for_5_and_50,
     medications_and_allergies_of_a_page_of_patients_are_batched,
+    appointments_of_a_page_of_patients_are_batched,
     the_home_screen_costs_the_same_for_3_and_30_appointments_and_records
 );
 
@@ -47,6 +48,9 @@ const RECORDS: &str = r#"query($p: ID!, $first: Int!) { patient(id: $p) {
 
 const PATIENTS: &str = r#"query($n: Int!) { patients(first: $n) { edges { node { id
     medications { drug } allergies { substance } } } } }"#;
+
+const PATIENT_VISITS: &str = r#"query($n: Int!) { patients(first: $n) { edges { node { id
+    appointments(first: 2) { edges { node { id startsAt provider { displayName } } } } } } } }"#;
 
 /// Statements (data, audit) that one request caused.
 async fn statements(
@@ -128,6 +132,57 @@ async fn a_page_of_records_costs_the_same_for_5_and_50(b: Backend) {
         "{b:?}: data statements grow with the records: {few} for 11 shown, {many} for 50"
     );
     assert!(many <= SMALL, "{b:?}: {many} data statements for a page");
+}
+
+/// Each patient of a page with their next visits (and the visits' provider): the pages are
+/// one statement together, on SQLite as on PostgreSQL.
+async fn appointments_of_a_page_of_patients_are_batched(b: Backend) {
+    let app = spawn_app(b).await;
+    let mut bulk: Vec<Uuid> = Vec::new();
+    caregraph::seed::bulk_patients(&app.state, 30, |_, ids| bulk.extend_from_slice(ids))
+        .await
+        .unwrap();
+    let doc = app.token(DOCTOR).await;
+    // Once unmeasured, as above.
+    let r = app.gql(Some(&doc), PATIENT_VISITS, json!({ "n": 5 })).await;
+    assert!(r["errors"].is_null(), "{r}");
+    let mut counts = Vec::new();
+    for n in [5usize, 30] {
+        let (data, _, r) = statements(&app, &doc, PATIENT_VISITS, json!({ "n": n })).await;
+        assert!(r["errors"].is_null(), "{r}");
+        let edges = r["data"]["patients"]["edges"]
+            .as_array()
+            .expect("page")
+            .clone();
+        assert_eq!(edges.len(), n, "{r}");
+        let mut seen = std::collections::HashSet::new();
+        for e in &edges {
+            let visits = e["node"]["appointments"]["edges"]
+                .as_array()
+                .expect("visits");
+            // Every bulk patient has three visits with the demo doctor: two shown, each the
+            // patient's own (no id turns up under two patients).
+            if bulk.iter().any(|id| e["node"]["id"] == id.to_string()) {
+                assert_eq!(visits.len(), 2, "{e}");
+            }
+            for v in visits {
+                assert!(v["node"]["provider"]["displayName"].is_string(), "{v}");
+                assert!(seen.insert(v["node"]["id"].to_string()), "{v} twice");
+            }
+        }
+        counts.push(data);
+    }
+    println!(
+        "{b:?}: patients(first: N) {{ appointments }}: N=5: {}, N=30: {} data statements",
+        counts[0], counts[1]
+    );
+    assert!(counts[1] <= SMALL, "{b:?}: {} data statements", counts[1]);
+    assert!(
+        counts[1] <= counts[0] + 1,
+        "{b:?}: data statements grow with the patients: {} for 5, {} for 30",
+        counts[0],
+        counts[1]
+    );
 }
 
 async fn medications_and_allergies_of_a_page_of_patients_are_batched(b: Backend) {

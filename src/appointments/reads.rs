@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::service::{self, ListFilter, Position};
 use crate::access::schedule::ScheduleGrant;
-use crate::db::coalesce::{Batch, Coalesced};
+use crate::db::coalesce::{self, Batch, Coalesced};
 use crate::db::held::HeldConnection;
 use crate::db::keyset;
 use crate::db::stats::SqlStats;
@@ -123,14 +123,8 @@ impl Batch for AppointmentPages {
             DbBackend::Postgres => fetch_postgres(conn, jobs).await?,
             _ => conn.query_as(sqlite_statement(jobs)).await?,
         };
-        let mut pages: Vec<Vec<PageRow>> = jobs.iter().map(|_| Vec::new()).collect();
-        for row in rows {
-            usize::try_from(row.i - 1)
-                .ok()
-                .and_then(|i| pages.get_mut(i))
-                .ok_or_else(|| AppError::internal_msg("batched page read returned an unknown row"))?
-                .push(row.row);
-        }
+        let mut pages =
+            coalesce::by_job(jobs.len(), rows.into_iter().map(|r: BatchRow| (r.i, r.row)))?;
         for page in &mut pages {
             // Each page soonest first (PostgreSQL sends them so; SQLite's compound SELECT
             // keeps no order of its own).
@@ -321,19 +315,11 @@ async fn fetch_postgres(conn: &mut HeldConnection, jobs: &[Job]) -> AppResult<Ve
 /// joined to `providers` outside (the keyset condition names `id` unqualified, which
 /// `providers` has too).
 fn sqlite_statement(jobs: &[Job]) -> sea_orm::Statement {
-    let mut sql = String::new();
-    let mut values = Vec::new();
-    for (n, job) in jobs.iter().enumerate() {
-        let arm = sqlite_arm(job, n + 1);
-        if n > 0 {
-            sql.push_str(" UNION ALL ");
-        }
-        sql.push_str("SELECT * FROM (");
-        sql.push_str(&arm.sql);
-        sql.push(')');
-        values.extend(arm.values.map(|v| v.0).unwrap_or_default());
-    }
-    sea_orm::Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
+    let arms = jobs
+        .iter()
+        .enumerate()
+        .map(|(n, job)| sqlite_arm(job, n + 1));
+    coalesce::union_all(DbBackend::Sqlite, arms)
 }
 
 fn sqlite_arm(job: &Job, n: usize) -> sea_orm::Statement {

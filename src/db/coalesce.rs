@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbBackend, Statement};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::held::HeldConnection;
@@ -124,4 +124,36 @@ async fn reader<B: Batch>(batch: Arc<B>, mut conn: HeldConnection, rx: Queue<B>)
             }
         }
     }
+}
+
+/// One statement of many: each arm (a complete SELECT, with its own order and limit) in
+/// `SELECT * FROM (…)`, joined by `UNION ALL`, values in arm order. For SQLite, which has
+/// no LATERAL: a batch's jobs as the arms of one compound SELECT (at most 500 arms).
+pub fn union_all(backend: DbBackend, arms: impl IntoIterator<Item = Statement>) -> Statement {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for (n, arm) in arms.into_iter().enumerate() {
+        if n > 0 {
+            sql.push_str(" UNION ALL ");
+        }
+        sql.push_str("SELECT * FROM (");
+        sql.push_str(&arm.sql);
+        sql.push(')');
+        values.extend(arm.values.map(|v| v.0).unwrap_or_default());
+    }
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// A batch's rows, each tagged with its job's number (from 1), as one list per job, in the
+/// rows' order. A number outside the batch is an internal error.
+pub fn by_job<R>(jobs: usize, rows: impl IntoIterator<Item = (i64, R)>) -> AppResult<Vec<Vec<R>>> {
+    let mut out: Vec<Vec<R>> = (0..jobs).map(|_| Vec::new()).collect();
+    for (i, row) in rows {
+        usize::try_from(i - 1)
+            .ok()
+            .and_then(|i| out.get_mut(i))
+            .ok_or_else(|| AppError::internal_msg("a batched statement returned an unknown row"))?
+            .push(row);
+    }
+    Ok(out)
 }

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::family::{ListFilter, Position, RecordSet};
 use super::kinds::{RecordStatus, Sensitivity};
-use crate::db::coalesce::{Batch, Coalesced};
+use crate::db::coalesce::{self, Batch, Coalesced};
 use crate::db::held::HeldConnection;
 use crate::db::stats::SqlStats;
 use crate::error::{AppError, AppResult};
@@ -107,31 +107,20 @@ impl Batch for ListBatch {
         conn: &mut HeldConnection,
         jobs: &[Job],
     ) -> AppResult<Vec<Vec<medical_records::Model>>> {
-        match conn.backend() {
+        let rows = match conn.backend() {
             DbBackend::Postgres => {
-                let rows = conn
-                    .query_as_postgres(postgres_sql(), postgres_arguments(jobs)?)
-                    .await?;
-                by_job(jobs.len(), rows)
+                conn.query_as_postgres(postgres_sql(), postgres_arguments(jobs)?)
+                    .await?
             }
-            backend => {
-                let rows = conn.query_as(sqlite_statement(backend, jobs)).await?;
-                by_job(jobs.len(), rows)
-            }
-        }
+            backend => conn.query_as(sqlite_statement(backend, jobs)).await?,
+        };
+        by_job(jobs.len(), rows)
     }
 }
 
 /// The rows of a batch, each job's own, newest first.
 fn by_job(jobs: usize, rows: Vec<ListRow>) -> AppResult<Vec<Vec<medical_records::Model>>> {
-    let mut out: Vec<Vec<medical_records::Model>> = (0..jobs).map(|_| Vec::new()).collect();
-    for r in rows {
-        let list = usize::try_from(r.i - 1)
-            .ok()
-            .and_then(|i| out.get_mut(i))
-            .ok_or_else(|| AppError::internal_msg("batched list returned an unknown row"))?;
-        list.push(r.row);
-    }
+    let mut out = coalesce::by_job(jobs, rows.into_iter().map(|r| (r.i, r.row)))?;
     for list in &mut out {
         // A compound SELECT keeps no order of its own.
         list.sort_by_key(|r| std::cmp::Reverse((r.occurred_at, r.id)));
@@ -142,19 +131,11 @@ fn by_job(jobs: usize, rows: Vec<ListRow>) -> AppResult<Vec<Vec<medical_records:
 /// SQLite: each job's query (with its own order and limit) as one arm of a `UNION ALL`,
 /// tagged with the job's number: one statement per batch, as on PostgreSQL.
 fn sqlite_statement(backend: DbBackend, jobs: &[Job]) -> sea_orm::Statement {
-    let mut sql = String::new();
-    let mut values = Vec::new();
-    for (i, job) in jobs.iter().enumerate() {
-        let arm = one_query(job, i + 1).build(backend);
-        if i > 0 {
-            sql.push_str(" UNION ALL ");
-        }
-        sql.push_str("SELECT * FROM (");
-        sql.push_str(&arm.sql);
-        sql.push(')');
-        values.extend(arm.values.map(|v| v.0).unwrap_or_default());
-    }
-    sea_orm::Statement::from_sql_and_values(backend, sql, values)
+    let arms = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, job)| one_query(job, i + 1).build(backend));
+    coalesce::union_all(backend, arms)
 }
 
 /// One job as a sea-orm query (SQLite), in the same terms as the pooled lists, selecting

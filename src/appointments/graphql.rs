@@ -26,7 +26,7 @@ use crate::access;
 use crate::access::schedule::{self as grants, ScheduleGrant};
 use crate::audit::{AuditEvent, WriteTxn};
 use crate::error::{AppError, AppResult};
-use crate::graphql::context::ContextExt;
+use crate::graphql::context::{ContextExt, audit_read};
 use crate::graphql::relay::{self, Connection, Edge, PageInfo, decode_cursor, encode_cursor};
 use crate::idempotency::Idempotency;
 use crate::identity::Viewer;
@@ -153,16 +153,15 @@ impl Provider {
         let list =
             service::calendar(&state.db, &state.keys, &grant, from, to, include_cancelled).await?;
         let ids: Vec<String> = list.iter().map(|a| a.row.id.to_string()).collect();
-        state
-            .audit
-            .record(
-                AuditEvent::by(viewer, "appointment.read", "provider")
-                    .resource(self.row.id.to_string())
-                    .detail(serde_json::json!({
-                        "field": "schedule", "count": ids.len(), "appointments": ids,
-                    })),
-            )
-            .await?;
+        audit_read(
+            ctx,
+            AuditEvent::by(viewer, "appointment.read", "provider")
+                .resource(self.row.id.to_string())
+                .detail(serde_json::json!({
+                    "field": "schedule", "count": ids.len(), "appointments": ids,
+                })),
+        )
+        .await?;
         Ok(Some(list.into_iter().map(Appointment::from).collect()))
     }
 }
@@ -379,7 +378,7 @@ pub async fn patient_appointments(
         .iter()
         .map(|a| a.row.id.to_string())
         .collect();
-    state.audit.record(list_read(viewer, &grant, ids)).await?;
+    audit_read(ctx, list_read(viewer, &grant, ids)).await?;
     // The page's rows came with their providers: `Appointment.provider` finds them cached.
     providers_loader(ctx)?.feed_many(page.providers).await;
     let edges: Vec<Edge<Appointment>> = page
@@ -526,14 +525,13 @@ impl AppointmentsQuery {
         let id = relay::parse_id("id", &id)?;
         let (grant, _) = grant_for(state, viewer, id, false, "appointment.read").await?;
         let a = service::one(&state.db, &state.keys, &grant, id).await?;
-        state
-            .audit
-            .record(
-                AuditEvent::by(viewer, "appointment.read", "appointment")
-                    .scope(&grant)
-                    .resource(id.to_string()),
-            )
-            .await?;
+        audit_read(
+            ctx,
+            AuditEvent::by(viewer, "appointment.read", "appointment")
+                .scope(&grant)
+                .resource(id.to_string()),
+        )
+        .await?;
         Ok(a.into())
     }
 }

@@ -7,7 +7,7 @@ use crate::access;
 use crate::audit::AuditEvent;
 use crate::audit::WriteTxn;
 use crate::error::AppError;
-use crate::graphql::context::ContextExt;
+use crate::graphql::context::{ContextExt, audit_read};
 use crate::graphql::relay::parse_id;
 use entity::consents;
 
@@ -69,14 +69,13 @@ impl ConsentQuery {
         let patient_id = parse_id("patientId", &patient_id)?;
         let scope = access::owner_or_admin_scope(state, viewer, patient_id, "consent.read").await?;
         let rows = service::list(&state.db, &scope).await?;
-        state
-            .audit
-            .record(
-                AuditEvent::by(viewer, "consent.read", "patient")
-                    .scope(&scope)
-                    .resource(patient_id.to_string()),
-            )
-            .await?;
+        audit_read(
+            ctx,
+            AuditEvent::by(viewer, "consent.read", "patient")
+                .scope(&scope)
+                .resource(patient_id.to_string()),
+        )
+        .await?;
         Ok(rows.into_iter().map(Consent).collect())
     }
 }

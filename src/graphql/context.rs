@@ -1,6 +1,9 @@
 //! What resolvers may ask of the request context.
+use std::sync::{Arc, Mutex};
+
 use async_graphql::Context;
 
+use crate::audit::AuditEvent;
 use crate::error::{AppError, AppResult};
 use crate::identity::{RequestMeta, Viewer};
 use crate::state::AppState;
@@ -50,3 +53,40 @@ impl ContextExt for Context<'_> {
 }
 
 pub const MFA_ENROLMENT_REQUIRED: &str = "multi-factor authentication is required for your role: enrol with enrollMfa and confirmMfa, then sign in again";
+
+/// The read audit rows of one executing operation, written together before its response
+/// leaves (by the pipeline's `execute` hook, see [`super::pipeline`]): a home screen that
+/// reads five lists waits on the audit writer once, not five times. Nothing is lost by
+/// waiting: a response whose rows could not be made durable is replaced by an INTERNAL
+/// error before it is sent. A subscription event has no such buffer and writes at once.
+#[derive(Default)]
+pub struct ReadAudit(Mutex<Vec<AuditEvent>>);
+
+impl ReadAudit {
+    pub(super) fn take(&self) -> Vec<AuditEvent> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Audit what a resolver is about to show: into the operation's [`ReadAudit`] when it has
+/// one (written, durably, before the response leaves), at once otherwise.
+pub async fn audit_reads(ctx: &Context<'_>, events: Vec<AuditEvent>) -> AppResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    match ctx.data_opt::<Arc<ReadAudit>>() {
+        Some(buf) => {
+            buf.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(events);
+            Ok(())
+        }
+        None => ctx.state()?.audit.record_many(events).await,
+    }
+}
+
+/// [`audit_reads`] of one event.
+pub async fn audit_read(ctx: &Context<'_>, event: AuditEvent) -> AppResult<()> {
+    audit_reads(ctx, vec![event]).await
+}

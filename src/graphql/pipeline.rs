@@ -13,20 +13,22 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextRequest, NextResolve,
-    NextSubscribe, NextValidation, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest, NextRequest,
+    NextResolve, NextSubscribe, NextValidation, ResolveInfo,
 };
-use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Value};
+use async_graphql::{Data, Request, Response, ServerError, ServerResult, ValidationResult, Value};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::Limits;
-use super::context::RequestCtx;
+use super::context::{ReadAudit, RequestCtx};
 use super::deny_by_default;
 use super::field_guards::FieldGuards;
 use super::limits::{self, Refusal};
 use super::operation_cache::{OperationCache, RequestCache};
 use super::request_errors;
+use crate::error::AppError;
+use crate::state::AppState;
 
 pub struct Pipeline {
     cache: OperationCache,
@@ -86,6 +88,38 @@ impl Extension for PipelineExt {
         let mut resp = next.run(ctx).await;
         request_errors::clean(&mut resp, self.suggestions.get() == Some(&true));
         resp
+    }
+
+    /// A query or mutation (over HTTP or the websocket) runs with a [`ReadAudit`], whose
+    /// rows are durable before the response is returned; if they cannot be written, the
+    /// response is not sent but an INTERNAL error instead.
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let reads = Arc::new(ReadAudit::default());
+        let mut data = Data::default();
+        data.insert(reads.clone());
+        let resp = next.run_with_data(ctx, operation_name, data).await;
+        let events = reads.take();
+        if events.is_empty() {
+            return resp;
+        }
+        let written = match ctx.data_opt::<AppState>() {
+            Some(state) => state.audit.record_many(events).await,
+            None => Err(AppError::internal_msg("AppState missing from schema data")),
+        };
+        match written {
+            Ok(()) => resp,
+            Err(e) => {
+                let err = async_graphql::Error::from(e);
+                let mut se = ServerError::new(err.message, None);
+                se.extensions = err.extensions;
+                Response::from_errors(vec![se])
+            }
+        }
     }
 
     fn subscribe<'s>(

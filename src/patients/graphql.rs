@@ -12,7 +12,7 @@ use crate::access::{self, Demographics, PatientScope, Viewer};
 use crate::audit::{AuditEvent, WriteTxn};
 use crate::crypto::{KeyRing, Slot};
 use crate::error::{AppError, AppResult};
-use crate::graphql::context::ContextExt;
+use crate::graphql::context::{ContextExt, audit_read, audit_reads};
 use crate::graphql::relay::{
     Connection, PageInfo, decode_cursor, encode_cursor, page_size, parse_id,
 };
@@ -441,10 +441,7 @@ impl PatientQuery {
         let id = parse_id("id", &id)?;
         let (row, scope) = access::read_patient(state, viewer, id).await?;
         let fields = selected(ctx.field());
-        state
-            .audit
-            .record(read_event(viewer, &scope, &fields))
-            .await?;
+        audit_read(ctx, read_event(viewer, &scope, &fields)).await?;
         Ok(Patient::new(row, &state.keys, scope))
     }
 
@@ -502,7 +499,7 @@ impl PatientQuery {
                 node: Patient::new(row, &state.keys, scope),
             });
         }
-        state.audit.record_many(events).await?;
+        audit_reads(ctx, events).await?;
         Ok(PatientConnection {
             page_info: PageInfo::new(
                 edges.iter().map(|e| &e.cursor),
@@ -888,7 +885,7 @@ impl SharedQuery {
                 },
             });
         }
-        state.audit.record_many(events).await?;
+        audit_reads(ctx, events).await?;
         Ok(Connection {
             page_info: PageInfo::new(edges.iter().map(|e| &e.cursor), has_next, after.is_some()),
             total_count: edges.len() as u64,

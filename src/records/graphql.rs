@@ -19,7 +19,7 @@ use crate::access::history::AccessHistoryConnection;
 use crate::appointments::graphql::Provider;
 use crate::audit::{AuditEvent, PatientGrant, WriteTxn};
 use crate::error::{AppError, AppResult};
-use crate::graphql::context::ContextExt;
+use crate::graphql::context::{ContextExt, audit_read};
 use crate::graphql::relay::{self, Connection, Edge, PageInfo};
 use crate::idempotency::Idempotency;
 use crate::identity::Viewer;
@@ -333,9 +333,7 @@ record_type!(
         let viewer = ctx.viewer()?;
         let row = &self.0.rec.row;
         let body = family::document_body(&state.db, &state.keys, row.id, self.c().blob_id).await?;
-        state
-            .audit
-            .record(
+        audit_read(ctx,
                 AuditEvent::by(viewer, "record.read_content", "medical_record")
                     .scope(&self.0.under)
                     .resource(row.id.to_string()),
@@ -578,10 +576,7 @@ async fn page<N: relay::Node>(
         want_total,
     )
     .await?;
-    state
-        .audit
-        .record(list_read(viewer, &grant, field, &p.records))
-        .await?;
+    audit_read(ctx, list_read(viewer, &grant, field, &p.records)).await?;
     let under = Under::from(grant);
     let edges: Vec<Edge<N>> = p
         .records
@@ -705,10 +700,7 @@ async fn by_patient(
     let grant = scope::read(state, viewer, patient_id, Some(&[kind]), "record.read").await?;
     let reads = state.service::<super::reads::RecordReads>()?;
     let rows = family::all(reads, &state.keys, grant.set(), status).await?;
-    state
-        .audit
-        .record(list_read(viewer, &grant, field, &rows))
-        .await?;
+    audit_read(ctx, list_read(viewer, &grant, field, &rows)).await?;
     Ok((rows, grant.into()))
 }
 
@@ -724,15 +716,14 @@ impl RecordsQuery {
         let viewer = ctx.viewer()?;
         let id = relay::parse_id("id", &id)?;
         let (grant, rec) = scope::one(state, viewer, id, "record.read").await?;
-        state
-            .audit
-            .record(
-                AuditEvent::by(viewer, "record.read", "medical_record")
-                    .scope(&grant)
-                    .resource(id.to_string())
-                    .detail(read_detail(&grant, &rec.row.kind)),
-            )
-            .await?;
+        audit_read(
+            ctx,
+            AuditEvent::by(viewer, "record.read", "medical_record")
+                .scope(&grant)
+                .resource(id.to_string())
+                .detail(read_detail(&grant, &rec.row.kind)),
+        )
+        .await?;
         Ok(MedicalRecord::new(rec, grant.into()))
     }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::appointments::graphql::{PatientWiring, Wiring};
 use crate::audit::AuditEvent;
 use crate::error::{AppError, AppResult};
-use crate::graphql::context::ContextExt;
+use crate::graphql::context::{ContextExt, audit_read};
 use crate::identity::Viewer;
 use crate::patients::graphql::Patient;
 use crate::state::AppState;
@@ -33,6 +33,7 @@ pub struct AppointmentPatients {
 impl AppointmentPatients {
     async fn read(
         &self,
+        ctx: &Context<'_>,
         state: &AppState,
         viewer: &Viewer,
         id: Uuid,
@@ -52,7 +53,7 @@ impl AppointmentPatients {
                             .detail(serde_json::json!({
                                 "fields": fields, "via": "Appointment.patient",
                             }));
-                        state.audit.record(ev).await?;
+                        audit_read(ctx, ev).await?;
                         Ok(Some((row, scope)))
                     }
                     Err(AppError::NotFound) => Ok(None),
@@ -79,7 +80,7 @@ impl PatientWiring for Wiring {
             .map(|f| f.name())
             .filter(|n| !n.starts_with("__"))
             .collect();
-        let (row, scope) = memo.read(state, viewer, patient_id, &fields).await?;
+        let (row, scope) = memo.read(ctx, state, viewer, patient_id, &fields).await?;
         Ok(Patient::new(row, &state.keys, scope))
     }
 }

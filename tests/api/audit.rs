@@ -10,7 +10,8 @@ use crate::on_both_backends;
 on_both_backends!(
     reads_writes_and_denials_are_audited_and_the_chain_verifies,
     tampering_is_detected,
-    audit_rows_are_append_only
+    audit_rows_are_append_only,
+    nothing_is_shown_whose_read_was_not_audited
 );
 
 /// Two instances reading and writing at once append to one chain: every read gets its row
@@ -218,4 +219,65 @@ async fn audit_rows_are_append_only(b: Backend) {
             .is_err()
     );
     assert!(app.audit_count("1 = 1").await > 0);
+}
+
+/// A request's reads are written together before its response leaves: when their rows
+/// cannot be made durable, the response is an INTERNAL error and shows nothing, and the
+/// chain stays whole. Over HTTP and over the websocket alike.
+async fn nothing_is_shown_whose_read_was_not_audited(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let query = "query($id: ID!) { patient(id: $id) { givenName medications { drug } allergies { substance } } }";
+    let db = &app.state.db;
+    // The database refuses list-read rows (and only those) for a while.
+    match b {
+        Backend::Sqlite => db
+            .execute_unprepared(
+                "CREATE TRIGGER refuse_record_reads BEFORE INSERT ON audit_log \
+                 WHEN NEW.action = 'record.read' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            )
+            .await
+            .unwrap(),
+        Backend::Postgres => db
+            .execute_unprepared(
+                "CREATE FUNCTION refuse_record_reads() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'refused'; END $$; \
+                 CREATE TRIGGER refuse_record_reads BEFORE INSERT ON audit_log FOR EACH ROW \
+                 WHEN (NEW.action = 'record.read') EXECUTE FUNCTION refuse_record_reads();",
+            )
+            .await
+            .unwrap(),
+    };
+    let before = app.audit_count("action = 'patient.read'").await;
+    let r = app.gql(Some(&doc), query, json!({ "id": pid })).await;
+    assert_eq!(r["errors"][0]["extensions"]["code"], "INTERNAL", "{r}");
+    assert!(r["data"].is_null(), "{r}");
+    let text = r.to_string();
+    assert!(!text.contains("Testy") && !text.contains("Demo"), "{r}");
+    // Written together: the demographics row that went with them was not written either.
+    assert_eq!(app.audit_count("action = 'patient.read'").await, before);
+    // The same over the websocket.
+    let mut ws = ws_signed_in(&app, &doc).await;
+    let r = ws_run(&mut ws, "1", query, json!({ "id": pid })).await;
+    assert_eq!(r["errors"][0]["extensions"]["code"], "INTERNAL", "{r}");
+    assert!(!r.to_string().contains("Testy"), "{r}");
+    match b {
+        Backend::Sqlite => db.execute_unprepared("DROP TRIGGER refuse_record_reads"),
+        Backend::Postgres => db.execute_unprepared(
+            "DROP TRIGGER refuse_record_reads ON audit_log; DROP FUNCTION refuse_record_reads();",
+        ),
+    }
+    .await
+    .unwrap();
+    // Once the rows can be written, the same request is answered, and audited.
+    let r = app.gql(Some(&doc), query, json!({ "id": pid })).await;
+    assert_eq!(r["data"]["patient"]["givenName"], "Testy", "{r}");
+    assert_eq!(app.audit_count("action = 'patient.read'").await, before + 1);
+    let out = cli(&app, &["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

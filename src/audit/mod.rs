@@ -439,6 +439,44 @@ impl WriteTxn {
     }
 }
 
+/// One operation's read rows with those that say the same thing of the same resource
+/// merged: a home screen that reads three record lists of one patient writes one
+/// `record.read` row naming the three (`{"reads": [detail, …]}`, in the order read), not
+/// three. Rows differing in anything but their detail stay apart; order is kept.
+pub fn merge_reads(events: Vec<AuditEvent>) -> Vec<AuditEvent> {
+    if events.len() < 2 {
+        return events;
+    }
+    let same = |a: &AuditEvent, b: &AuditEvent| {
+        a.action == b.action
+            && a.actor_id == b.actor_id
+            && a.resource_type == b.resource_type
+            && a.resource_id == b.resource_id
+            && a.patient_id == b.patient_id
+            && a.outcome == b.outcome
+            && a.break_glass == b.break_glass
+    };
+    let mut groups: Vec<(AuditEvent, Vec<String>)> = Vec::new();
+    for ev in events {
+        match groups.iter_mut().find(|(head, _)| same(head, &ev)) {
+            Some((_, details)) => details.push(ev.detail),
+            None => {
+                let d = ev.detail.clone();
+                groups.push((ev, vec![d]));
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(mut ev, details)| {
+            if details.len() > 1 {
+                ev.detail = format!("{{\"reads\":[{}]}}", details.join(","));
+            }
+            ev
+        })
+        .collect()
+}
+
 struct Job {
     events: Vec<AuditEvent>,
     done: oneshot::Sender<bool>,

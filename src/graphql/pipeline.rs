@@ -103,7 +103,7 @@ impl Extension for PipelineExt {
         let mut data = Data::default();
         data.insert(reads.clone());
         let resp = next.run_with_data(ctx, operation_name, data).await;
-        let events = reads.take();
+        let events = crate::audit::merge_reads(reads.take());
         if events.is_empty() {
             return resp;
         }

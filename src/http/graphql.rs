@@ -331,10 +331,11 @@ pub async fn get_handler(
     execute(&s, &headers, peer, req).await
 }
 
-/// Subscriptions. The access token goes in `connection_init` as
-/// `{ "authorization": "Bearer …" }`. We read that first message ourselves so that a socket
-/// without a valid token is closed with 4403 (4408 when no init arrives in time), as the
-/// graphql-transport-ws protocol asks; async-graphql alone would close with 1002.
+/// GraphQL over websocket at `/graphql/ws`. graphql-transport-ws (what `graphql-ws`
+/// clients speak) is served by [`super::ws`], bound to the session; the legacy
+/// subscriptions-transport-ws protocol (`graphql-ws` subprotocol) by async-graphql, behind
+/// the same token check at `connection_init` (4403) and the same per-operation viewer and
+/// per-event access decision.
 pub async fn ws_handler(
     State(s): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -343,69 +344,79 @@ pub async fn ws_handler(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let meta = meta(&headers, peer, &s.app.cfg.trusted_proxies);
+    let transport_ws = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == "graphql-transport-ws");
     // A message is one operation: the same bound as a POST body (axum's default is 64 MiB).
+    // Small buffers: an idle socket should cost kilobytes, not the 128 KiB default.
     let max = s.app.cfg.max_body_bytes;
-    upgrade
+    let upgrade = upgrade
         .max_message_size(max)
         .max_frame_size(max)
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| async move {
-            let (mut sink, mut stream) = socket.split();
-            let first = tokio::time::timeout(INIT_TIMEOUT, stream.next()).await;
-            let init = match first {
-                Ok(Some(Ok(Message::Text(text)))) => text,
-                Ok(_) => return,
-                Err(_) => {
-                    let _ = sink
-                        .send(close(4408, "connection initialisation timeout"))
-                        .await;
-                    return;
-                }
-            };
-            let token = serde_json::from_str::<serde_json::Value>(init.as_str())
-                .ok()
-                .and_then(|m| {
-                    if m["type"] != "connection_init" {
-                        return None;
-                    }
-                    let auth = m["payload"]
-                        .get("authorization")
-                        .or_else(|| m["payload"].get("Authorization"))?;
-                    let v = auth.as_str()?;
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                        .map(str::to_owned)
-                });
-            let Some(token) = token else {
-                s.app.audit.note_unauthenticated(meta.ip.as_ref());
-                let _ = sink.send(close(4403, "Forbidden")).await;
-                return;
-            };
-            let signed_in = resolve_viewer(&s.app, &token, meta.clone())
-                .await
-                .ok()
-                .flatten();
-            if signed_in.is_none_or(|v| v.restricted) {
-                s.app.audit.note_unauthenticated(meta.ip.as_ref());
-                let _ = sink.send(close(4403, "Forbidden")).await;
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .protocols(ALL_WEBSOCKET_PROTOCOLS);
+    if transport_ws {
+        return upgrade.on_upgrade(move |socket| super::ws::serve(socket, s, meta));
+    }
+    upgrade.on_upgrade(move |socket| async move {
+        let (mut sink, mut stream) = socket.split();
+        let first = tokio::time::timeout(super::ws::INIT_TIMEOUT, stream.next()).await;
+        let init = match first {
+            Ok(Some(Ok(Message::Text(text)))) => text,
+            Ok(_) => return,
+            Err(_) => {
+                let _ = sink
+                    .send(close(4408, "connection initialisation timeout"))
+                    .await;
                 return;
             }
-            let replayed =
-                futures_util::stream::once(async move { Ok(Message::Text(init)) }).chain(stream);
-            GraphQLWebSocket::new_with_pair(sink, replayed, s.ws_schema.clone(), protocol)
-                .on_connection_init(move |_payload| async move {
-                    // Only the token stays on the socket; each operation resolves the viewer
-                    // afresh (http::ws_session).
-                    let mut data = Data::default();
-                    data.insert(WsSession { token, meta });
-                    Ok(data)
-                })
-                .serve()
-                .await
-        })
+        };
+        let token = serde_json::from_str::<serde_json::Value>(init.as_str())
+            .ok()
+            .and_then(|m| {
+                if m["type"] != "connection_init" {
+                    return None;
+                }
+                let auth = m["payload"]
+                    .get("authorization")
+                    .or_else(|| m["payload"].get("Authorization"))?;
+                let v = auth.as_str()?;
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+                    .map(str::to_owned)
+            });
+        let Some(token) = token else {
+            s.app.audit.note_unauthenticated(meta.ip.as_ref());
+            let _ = sink.send(close(4403, "Forbidden")).await;
+            return;
+        };
+        let signed_in = resolve_viewer(&s.app, &token, meta.clone())
+            .await
+            .ok()
+            .flatten();
+        if signed_in.is_none_or(|v| v.restricted) {
+            s.app.audit.note_unauthenticated(meta.ip.as_ref());
+            let _ = sink.send(close(4403, "Forbidden")).await;
+            return;
+        }
+        let replayed =
+            futures_util::stream::once(async move { Ok(Message::Text(init)) }).chain(stream);
+        GraphQLWebSocket::new_with_pair(sink, replayed, s.ws_schema.clone(), protocol)
+            .on_connection_init(move |_payload| async move {
+                // Only the token stays on the socket; each operation resolves the viewer
+                // afresh (http::ws_session).
+                let mut data = Data::default();
+                data.insert(WsSession { token, meta });
+                Ok(data)
+            })
+            .serve()
+            .await
+    })
 }
-
-const INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn close(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame {

@@ -2,6 +2,7 @@
 pub mod console;
 pub mod graphql;
 pub mod health;
+pub mod ws;
 pub mod ws_session;
 
 use std::sync::Arc;

@@ -23,6 +23,8 @@ struct Entry {
 pub struct MemoryStore {
     map: Mutex<HashMap<String, Entry>>,
     capacity: usize,
+    /// Told of every session that ends or changes (live sockets follow their session).
+    bus: Option<bus::Bus>,
 }
 
 impl MemoryStore {
@@ -30,6 +32,21 @@ impl MemoryStore {
         MemoryStore {
             map: Mutex::new(HashMap::new()),
             capacity,
+            bus: None,
+        }
+    }
+
+    /// A store that tells `bus` of session changes.
+    pub fn with_bus(capacity: usize, bus: bus::Bus) -> Self {
+        MemoryStore {
+            bus: Some(bus),
+            ..MemoryStore::new(capacity)
+        }
+    }
+
+    fn session_changed(&self, sid: &str) {
+        if let Some(b) = &self.bus {
+            b.session_changed(sid);
         }
     }
 
@@ -90,6 +107,16 @@ impl SessionStore for MemoryStore {
         }))
     }
 
+    async fn peek(&self, sid: &str) -> StoreResult<Option<(Session, Duration)>> {
+        Ok(self.with(|m, now| match live(m, &format!("s:{sid}"), now) {
+            Some(Entry {
+                value: Value::Session(s),
+                deadline,
+            }) => Some((s.clone(), deadline.saturating_duration_since(now))),
+            _ => None,
+        }))
+    }
+
     async fn mark_mfa_enrolled(&self, sid: &str, idle: Duration) -> StoreResult<()> {
         self.with(|m, now| {
             if let Some(e) = live(m, &format!("s:{sid}"), now)
@@ -100,11 +127,13 @@ impl SessionStore for MemoryStore {
                 e.deadline = now + idle;
             }
         });
+        self.session_changed(sid);
         Ok(())
     }
 
     async fn delete(&self, sid: &str) -> StoreResult<()> {
         self.with(|m, _| m.remove(&format!("s:{sid}")));
+        self.session_changed(sid);
         Ok(())
     }
 
@@ -130,7 +159,7 @@ impl SessionStore for MemoryStore {
 
     async fn rotate(&self, sid: &str, expected: u64, idle: Duration) -> StoreResult<Rotation> {
         let key = format!("s:{sid}");
-        Ok(self.with(|m, now| {
+        let out = self.with(|m, now| {
             let Some(e) = live(m, &key, now) else {
                 return Rotation::Gone;
             };
@@ -138,14 +167,19 @@ impl SessionStore for MemoryStore {
                 return Rotation::Gone;
             };
             if s.refresh_gen == expected {
+                // A token refresh is not user activity: the inactivity deadline stays.
+                let _ = idle;
                 s.refresh_gen += 1;
-                e.deadline = now + idle;
                 Rotation::Rotated(s.clone())
             } else {
                 m.remove(&key);
                 Rotation::Reused
             }
-        }))
+        });
+        if out == Rotation::Reused {
+            self.session_changed(sid);
+        }
+        Ok(out)
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -1,6 +1,7 @@
 //! Ephemeral state behind one set of traits: sessions, key-value (MFA challenges, persisted
 //! queries) and rate-limit counters. `memory` serves the embedded single-process setup,
 //! `redis` the horizontally scaled one; the test suite runs against both.
+pub mod bus;
 pub mod memory;
 pub mod redis_store;
 pub mod session_cache;
@@ -66,6 +67,9 @@ pub trait SessionStore: Send + Sync {
     async fn create(&self, sid: &str, session: &Session, idle: Duration) -> StoreResult<()>;
     /// Read the session and push its inactivity deadline out by `idle`, in one round trip.
     async fn touch(&self, sid: &str, idle: Duration) -> StoreResult<Option<Session>>;
+    /// Read the session without pushing its deadline out (a live socket checking that its
+    /// session still stands is not user activity), with how long it has left.
+    async fn peek(&self, sid: &str) -> StoreResult<Option<(Session, Duration)>>;
     /// Mark the session's user as MFA-enrolled and lift its restriction, atomically (a
     /// concurrent refresh rotation must not be undone). No-op when the session has ended.
     async fn mark_mfa_enrolled(&self, sid: &str, idle: Duration) -> StoreResult<()>;
@@ -102,15 +106,22 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub kv: Arc<dyn KvStore>,
     pub limits: Arc<dyn RateLimiter>,
+    /// Live events to subscriptions, on this instance and (with Redis) every other.
+    pub bus: bus::Bus,
 }
 
 impl Stores {
     pub fn memory() -> Stores {
-        let m = Arc::new(memory::MemoryStore::new(memory::DEFAULT_CAPACITY));
+        let bus = bus::Bus::local();
+        let m = Arc::new(memory::MemoryStore::with_bus(
+            memory::DEFAULT_CAPACITY,
+            bus.clone(),
+        ));
         Stores {
             sessions: m.clone(),
             kv: m.clone(),
             limits: m,
+            bus,
         }
     }
 
@@ -122,21 +133,24 @@ impl Stores {
         session_fresh_for: Duration,
     ) -> StoreResult<Stores> {
         let r = Arc::new(redis_store::RedisStore::connect(url, prefix).await?);
-        let sessions: Arc<dyn SessionStore> = if session_fresh_for.is_zero() {
-            r.clone()
+        let (bus, inbound) = bus::Bus::remote(r.clone());
+        let (sessions, cache): (Arc<dyn SessionStore>, _) = if session_fresh_for.is_zero() {
+            (r.clone(), None)
         } else {
             let cache = Arc::new(session_cache::SessionCache::new(
                 r.clone(),
                 session_fresh_for,
                 memory::DEFAULT_CAPACITY,
             ));
-            r.watch_sessions(Arc::downgrade(&cache));
-            cache
+            let weak = Arc::downgrade(&cache);
+            (cache, Some(weak))
         };
+        r.watch(cache, inbound);
         Ok(Stores {
             sessions,
             kv: r.clone(),
             limits: r,
+            bus,
         })
     }
 }

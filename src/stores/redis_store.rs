@@ -39,7 +39,8 @@ local s = cjson.decode(raw)
 if tonumber(s['refresh_gen']) == tonumber(ARGV[1]) then
   s['refresh_gen'] = s['refresh_gen'] + 1
   local out = cjson.encode(s)
-  redis.call('SET', KEYS[1], out, 'EX', ARGV[2])
+  -- A token refresh is not user activity: the inactivity deadline stays (ARGV[2] unused).
+  redis.call('SET', KEYS[1], out, 'KEEPTTL')
   return out
 end
 redis.call('DEL', KEYS[1])
@@ -83,45 +84,88 @@ impl RedisStore {
         format!("{}sessions:changed", self.prefix)
     }
 
-    /// Keep `cache` told of every session change on any instance, for as long as the cache
-    /// lives: subscribe, mark the cache listening once the subscription is confirmed, drop
-    /// sessions as their messages arrive, and on a lost connection mark it not listening
-    /// (which empties it) and subscribe again.
-    pub fn watch_sessions(&self, cache: std::sync::Weak<super::session_cache::SessionCache>) {
+    /// Where live events are published (see `stores::bus`).
+    fn events_channel(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+
+    /// This instance's one Redis subscription, kept for as long as the bus lives: session
+    /// changes (which drop `cache`'s copies and tell live sockets to look at their session)
+    /// and live events (handed to the bus). Once subscribed, the cache is marked listening;
+    /// on a lost connection it is marked not listening (which empties it), the subscription
+    /// is made again, and every local subscription is told to replay what it missed.
+    pub fn watch(
+        &self,
+        cache: Option<std::sync::Weak<super::session_cache::SessionCache>>,
+        inbound: super::bus::Inbound,
+    ) {
         let client = self.client.clone();
-        let channel = self.sessions_channel();
+        let sessions = self.sessions_channel();
+        let events = self.events_channel();
         tokio::spawn(async move {
             use futures_util::StreamExt;
+            let listening = |on: bool| match &cache {
+                None => true,
+                Some(w) => match w.upgrade() {
+                    Some(c) => {
+                        c.set_listening(on);
+                        true
+                    }
+                    None => false,
+                },
+            };
             loop {
                 match client.get_async_pubsub().await {
-                    Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                    Ok(mut pubsub) => match pubsub.subscribe(&[&sessions, &events]).await {
                         Ok(()) => {
-                            let Some(c) = cache.upgrade() else { return };
-                            c.set_listening(true);
-                            drop(c);
+                            if !listening(true) || !inbound.resumed() {
+                                return;
+                            }
                             let mut messages = pubsub.on_message();
                             while let Some(msg) = messages.next().await {
-                                let Some(c) = cache.upgrade() else { return };
-                                match msg.get_payload::<String>() {
-                                    Ok(sid) => c.invalidate(&sid),
-                                    Err(_) => c.forget_all(),
+                                let payload = msg.get_payload::<String>().ok();
+                                if msg.get_channel_name() == events {
+                                    match payload {
+                                        Some(p) if inbound.receive(&p) => {}
+                                        Some(_) => return,
+                                        None => tracing::warn!("unreadable event payload"),
+                                    }
+                                    continue;
+                                }
+                                if let Some(c) = cache.as_ref().and_then(|w| w.upgrade()) {
+                                    match &payload {
+                                        Some(sid) => c.invalidate(sid),
+                                        None => c.forget_all(),
+                                    }
+                                }
+                                if let Some(sid) = &payload
+                                    && !inbound.session_changed(sid)
+                                {
+                                    return;
                                 }
                             }
-                            tracing::warn!("session change subscription lost; resubscribing");
+                            tracing::warn!("live subscription lost; resubscribing");
                         }
-                        Err(e) => tracing::warn!(error = %e, "cannot subscribe to session changes"),
+                        Err(e) => tracing::warn!(error = %e, "cannot subscribe to live changes"),
                     },
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot open the session change subscription")
+                        tracing::warn!(error = %e, "cannot open the live change subscription")
                     }
                 }
-                match cache.upgrade() {
-                    Some(c) => c.set_listening(false),
-                    None => return,
+                if !listening(false) {
+                    return;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
+    }
+}
+
+#[async_trait::async_trait]
+impl super::bus::Transport for RedisStore {
+    async fn publish(&self, payload: String) -> StoreResult<()> {
+        let _: i64 = self.conn().publish(self.events_channel(), payload).await?;
+        Ok(())
     }
 }
 
@@ -146,6 +190,18 @@ impl SessionStore for RedisStore {
             .get_ex(self.key("s", sid), redis::Expiry::EX(secs(idle)))
             .await?;
         Ok(raw.map(|r| serde_json::from_str(&r)).transpose()?)
+    }
+
+    async fn peek(&self, sid: &str) -> StoreResult<Option<(Session, Duration)>> {
+        let key = self.key("s", sid);
+        let (raw, ttl_ms): (Option<String>, i64) = redis::pipe()
+            .get(&key)
+            .pttl(&key)
+            .query_async(&mut self.conn())
+            .await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let left = Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0));
+        Ok(Some((serde_json::from_str(&raw)?, left)))
     }
 
     async fn mark_mfa_enrolled(&self, sid: &str, idle: Duration) -> StoreResult<()> {

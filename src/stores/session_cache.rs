@@ -131,6 +131,11 @@ impl SessionStore for SessionCache {
         Ok(session)
     }
 
+    /// Always asked of Redis: a peek decides whether a live socket's session still stands.
+    async fn peek(&self, sid: &str) -> StoreResult<Option<(Session, Duration)>> {
+        self.inner.peek(sid).await
+    }
+
     async fn mark_mfa_enrolled(&self, sid: &str, idle: Duration) -> StoreResult<()> {
         self.invalidate(sid);
         self.inner.mark_mfa_enrolled(sid, idle).await?;

@@ -16,6 +16,7 @@ pub mod http;
 pub mod idempotency;
 pub mod identity;
 pub mod input;
+pub mod messages;
 pub mod patients;
 pub mod records;
 pub mod schema;

@@ -214,15 +214,92 @@ pub async fn demo(state: &AppState) -> AppResult<bool> {
             .exec_without_returning(db)
             .await?;
     }
+    let messages = demo_thread(state, db, patient, patient_user, doctor_user, now).await?;
     tx.audit(
         AuditEvent::new("seed.demo", "system").detail(serde_json::json!({
             "users": DEMO_USERS.len(),
             "patients": 2,
             "appointments": visits.len(),
+            "messages": messages,
         })),
     );
     tx.commit().await?;
     Ok(true)
+}
+
+/// A thread between the demo patient and the demo doctor, all of it read by both. Returns
+/// how many messages it holds.
+async fn demo_thread(
+    state: &AppState,
+    db: &impl ConnectionTrait,
+    patient: Uuid,
+    patient_user: Uuid,
+    doctor_user: Uuid,
+    now: chrono::DateTime<Utc>,
+) -> AppResult<usize> {
+    use crate::messages::service::{seal_body, seal_subject};
+    use entity::{message_threads, messages, thread_participants};
+    let said = [
+        (
+            patient_user,
+            "PATIENT",
+            "Demo: could we talk about my metformin dose?",
+            26,
+        ),
+        (
+            doctor_user,
+            "PROVIDER",
+            "Demo: of course. Let's review it at your next visit.",
+            25,
+        ),
+        (
+            patient_user,
+            "PATIENT",
+            "Demo: thank you, see you then.",
+            24,
+        ),
+    ];
+    let thread = Uuid::new_v4();
+    let at = |hours_ago: i64| now - chrono::Duration::hours(hours_ago);
+    message_threads::Entity::insert(message_threads::ActiveModel {
+        id: Set(thread),
+        patient_id: Set(patient),
+        subject_enc: Set(seal_subject(&state.keys, &thread, "Demo: my medication")?),
+        created_by: Set(patient_user),
+        created_at: Set(at(26)),
+        last_message_at: Set(at(24)),
+    })
+    .exec_without_returning(db)
+    .await?;
+    for (user, role) in [(patient_user, "PATIENT"), (doctor_user, "PROVIDER")] {
+        thread_participants::Entity::insert(thread_participants::ActiveModel {
+            thread_id: Set(thread),
+            user_id: Set(user),
+            role: Set(role.into()),
+            joined_at: Set(at(26)),
+            last_read_seq: Set(said.len() as i64),
+            archived_at: Set(None),
+        })
+        .exec_without_returning(db)
+        .await?;
+    }
+    for (seq, (sender, role, body, hours_ago)) in said.iter().enumerate() {
+        let id = Uuid::new_v4();
+        messages::Entity::insert(messages::ActiveModel {
+            id: Set(id),
+            seq: Set(seq as i64 + 1),
+            thread_id: Set(thread),
+            patient_id: Set(patient),
+            sender_id: Set(*sender),
+            sender_role: Set((*role).into()),
+            body_enc: Set(seal_body(&state.keys, &id, body)?),
+            sent_at: Set(at(*hours_ago)),
+            retracted_at: Set(None),
+        })
+        .exec_without_returning(db)
+        .await?;
+    }
+    Ok(said.len())
 }
 
 /// The demo doctor's week: Monday to Friday, 09:00–12:00 and 13:00–17:00 in Berlin,

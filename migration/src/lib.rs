@@ -8,6 +8,7 @@ mod m20261201_120000_medical_records;
 mod m20261201_130000_appointments;
 mod m20261201_140000_shares_and_corrections;
 mod m20261201_150000_patients_sex_gender_sealed;
+mod m20261202_120000_messages;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_130000_appointments::Migration),
             Box::new(m20261201_140000_shares_and_corrections::Migration),
             Box::new(m20261201_150000_patients_sex_gender_sealed::Migration),
+            Box::new(m20261202_120000_messages::Migration),
         ]
     }
 }

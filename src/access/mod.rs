@@ -12,6 +12,7 @@
 mod consent_scope;
 pub mod graphql;
 pub mod history;
+pub mod messaging;
 pub mod reads;
 pub mod schedule;
 pub mod service;
@@ -956,26 +957,51 @@ async fn load_relationships(
     Ok(out)
 }
 
-/// Active, unexpired consent scopes the patients granted this provider.
+/// Active, unexpired consent scopes the patients granted this provider, by patient.
 async fn load_scopes(
     db: &impl ConnectionTrait,
     provider: Uuid,
     patient_ids: &[Uuid],
 ) -> AppResult<HashMap<Uuid, Vec<ConsentScope>>> {
+    let grants = Condition::all()
+        .add(consents::Column::PatientId.is_in(patient_ids.iter().copied()))
+        .add(consents::Column::GranteeProviderId.eq(provider));
+    active_scopes(db, grants, consents::Column::PatientId).await
+}
+
+/// Active, unexpired consent scopes this patient granted each of these providers, by
+/// provider.
+async fn load_consents_of_patient(
+    db: &impl ConnectionTrait,
+    patient_id: Uuid,
+    providers: &[Uuid],
+) -> AppResult<HashMap<Uuid, Vec<ConsentScope>>> {
+    let grants = Condition::all()
+        .add(consents::Column::PatientId.eq(patient_id))
+        .add(consents::Column::GranteeProviderId.is_in(providers.iter().copied()));
+    active_scopes(db, grants, consents::Column::GranteeProviderId).await
+}
+
+/// The active, unexpired scopes of the consents matching `grants`, grouped by `key` (the
+/// patient or the grantee column).
+async fn active_scopes(
+    db: &impl ConnectionTrait,
+    grants: Condition,
+    key: consents::Column,
+) -> AppResult<HashMap<Uuid, Vec<ConsentScope>>> {
     let now = Utc::now();
-    let grants: Vec<(Uuid, String, Option<chrono::DateTime<Utc>>)> = consents::Entity::find()
-        .filter(consents::Column::PatientId.is_in(patient_ids.iter().copied()))
-        .filter(consents::Column::GranteeProviderId.eq(provider))
+    let rows: Vec<(Uuid, String, Option<chrono::DateTime<Utc>>)> = consents::Entity::find()
+        .filter(grants)
         .filter(consents::Column::Status.eq("ACTIVE"))
         .select_only()
-        .column(consents::Column::PatientId)
+        .column(key)
         .column(consents::Column::Scopes)
         .column(consents::Column::ExpiresAt)
         .into_tuple()
         .all(db)
         .await?;
     let mut out: HashMap<Uuid, Vec<ConsentScope>> = HashMap::new();
-    for (id, stored, expires) in grants {
+    for (id, stored, expires) in rows {
         if expires.is_none_or(|t| t > now) {
             out.entry(id)
                 .or_default()

@@ -66,7 +66,7 @@ fn providers_loader<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Providers> {
 }
 
 /// A provider by id, through the request's (cached) loader.
-async fn load_provider(ctx: &Context<'_>, id: Uuid) -> AppResult<Option<providers::Model>> {
+pub async fn load_provider(ctx: &Context<'_>, id: Uuid) -> AppResult<Option<providers::Model>> {
     providers_loader(ctx)?
         .load_one(id)
         .await

@@ -65,6 +65,11 @@ impl Me {
             None => Ok(None),
         }
     }
+
+    /// Messages you have not read, across your inbox.
+    async fn unread_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(crate::messages::graphql::unread_count(ctx).await?)
+    }
 }
 
 #[derive(Default)]

@@ -176,6 +176,44 @@ pub const PLAINTEXT: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "message_threads",
+        &[
+            "id",
+            "patient_id",
+            "created_by",
+            "created_at",
+            "last_message_at",
+        ],
+    ),
+    (
+        "thread_participants",
+        &[
+            "thread_id",
+            "user_id",
+            "role",
+            "joined_at",
+            "last_read_seq",
+            "archived_at",
+        ],
+    ),
+    (
+        "messages",
+        &[
+            "id",
+            "seq",
+            "thread_id",
+            "patient_id",
+            "sender_id",
+            "sender_role",
+            "sent_at",
+            "retracted_at",
+        ],
+    ),
+    (
+        "message_attachments",
+        &["message_id", "record_id", "position"],
+    ),
+    (
         "appointments",
         &[
             "id",

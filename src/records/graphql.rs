@@ -728,6 +728,57 @@ impl RecordsQuery {
     }
 }
 
+/// A clinical document attached to a message, as the viewer may read it: `None` when they
+/// may not (no DOCUMENTS consent, a SENSITIVE document without that consent, no access),
+/// which the message shows as withheld. A read is audited like `record(id)`; a refusal is
+/// audited by `scope::one`.
+pub async fn attached_document(ctx: &Context<'_>, id: Uuid) -> AppResult<Option<ClinicalDocument>> {
+    let state = ctx.state()?;
+    let viewer = ctx.viewer()?;
+    match scope::one(state, viewer, id, "record.read").await {
+        Ok((grant, rec)) if rec.kind() == RecordKind::Document => {
+            audit_read(
+                ctx,
+                AuditEvent::by(viewer, "record.read", "medical_record")
+                    .scope(&grant)
+                    .resource(id.to_string())
+                    .detail(read_detail(&grant, &rec.row.kind)),
+            )
+            .await?;
+            Ok(Some(ClinicalDocument(Node {
+                rec,
+                under: grant.into(),
+            })))
+        }
+        Ok(_) => Ok(None),
+        Err(e) if withheld(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the viewer may attach record `id` to a message about `patient_id`: a clinical
+/// document of that patient that they may read.
+pub async fn attachable(
+    state: &AppState,
+    viewer: &Viewer,
+    patient_id: Uuid,
+    id: Uuid,
+) -> AppResult<bool> {
+    match scope::one(state, viewer, id, "message.attach").await {
+        Ok((_, rec)) => Ok(rec.kind() == RecordKind::Document && rec.row.patient_id == patient_id),
+        Err(e) if withheld(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The refusals that leave a document withheld rather than fail the request.
+fn withheld(e: &AppError) -> bool {
+    matches!(
+        e,
+        AppError::NotFound | AppError::ConsentRequired { .. } | AppError::Forbidden(_)
+    )
+}
+
 /// A single read's audit detail: the kind, and the basis when it rests on a share.
 fn read_detail(grant: &ReadGrant, kind: &str) -> serde_json::Value {
     if grant.shared() {

@@ -27,6 +27,7 @@ const SHARE: Guard = Capability("access::shares::ShareGrant (a live share)");
 const CORRECTION: Guard = Capability(
     "records::scope::ReadGrant (the record's) or PatientScope<OwnerOnly> (the patient's requests)",
 );
+const THREAD: Guard = Capability("access::messaging::ThreadGrant");
 const SIGNED_IN_VIEWER: Guard = Capability("the signed-in viewer's own session");
 const SCHEDULE: Guard = Capability(
     "access::schedule::ScheduleGrant (a patient's appointments) or CalendarGrant (a provider's)",
@@ -34,6 +35,56 @@ const SCHEDULE: Guard = Capability(
 
 /// Every type's guards.
 pub static TABLE: &[TypeGuards] = &[
+    TypeGuards {
+        type_name: "MessageThread",
+        all: Some(THREAD),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "MessageThreadConnection",
+        all: Some(THREAD),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "MessageThreadEdge",
+        all: Some(THREAD),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "Message",
+        all: Some(THREAD),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "MessageConnection",
+        all: Some(THREAD),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "MessageEdge",
+        all: Some(THREAD),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "Participant",
+        all: Some(THREAD),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "MessageAttachment",
+        all: Some(THREAD),
+        // The document itself is read under its own grant (records::scope::one).
+        fields: &[
+            (
+                "withheld",
+                Access("records::scope::one (access::clinical_grant)"),
+            ),
+            (
+                "document",
+                Access("records::scope::one (access::clinical_grant)"),
+            ),
+        ],
+    },
     TypeGuards {
         type_name: "RecordShare",
         all: Some(OWNER),
@@ -79,6 +130,8 @@ pub static TABLE: &[TypeGuards] = &[
             ("providers", SignedIn),
             ("providerAvailability", SignedIn),
             ("appointment", Roles(PATIENT_DATA_ROLES)),
+            ("inbox", Roles(PATIENT_DATA_ROLES)),
+            ("thread", Roles(PATIENT_DATA_ROLES)),
         ],
     },
     TypeGuards {
@@ -123,6 +176,11 @@ pub static TABLE: &[TypeGuards] = &[
             // The record's author or ADMIN, decided in records::corrections.
             ("respondToCorrection", Roles(STAFF)),
             ("fileDisagreement", Roles(PATIENT_ONLY)),
+            ("startThread", Roles(PATIENT_DATA_ROLES)),
+            ("sendMessage", Roles(PATIENT_DATA_ROLES)),
+            ("markThreadRead", Roles(PATIENT_DATA_ROLES)),
+            ("archiveThread", Roles(PATIENT_DATA_ROLES)),
+            ("retractMessage", Roles(PATIENT_DATA_ROLES)),
         ],
     },
     // Sign-in results: the caller's own tokens, no PHI.
@@ -139,7 +197,8 @@ pub static TABLE: &[TypeGuards] = &[
     TypeGuards {
         type_name: "Me",
         all: Some(Restricted),
-        fields: &[],
+        // Counted under access::messaging::readable_threads; not while MFA enrolment is due.
+        fields: &[("unreadCount", SignedIn)],
     },
     // Paging carries opaque cursors and flags only.
     TypeGuards {

@@ -15,6 +15,9 @@ use crate::appointments::loaders::{CareTeams, CareTeamsByPatient, Providers, Pro
 use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::consent::graphql::{ConsentMutation, ConsentQuery};
 use crate::graphql::{Limits, pipeline};
+use crate::messages::graphql::{
+    MessagesMutation, MessagesQuery, Participants, ParticipantsByThread,
+};
 use crate::patients::graphql::{PatientMutation, PatientQuery, SharedQuery};
 use crate::records::corrections::{CorrectionsByRecord, CorrectionsMutation};
 use crate::records::graphql::{RecordsMutation, RecordsQuery};
@@ -31,6 +34,7 @@ pub struct QueryRoot(
     SharedQuery,
     ConsentQuery,
     AuditQuery,
+    MessagesQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -44,6 +48,7 @@ pub struct MutationRoot(
     SharesMutation,
     CorrectionsMutation,
     AccessMutation,
+    MessagesMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
@@ -103,6 +108,7 @@ pub struct RequestLoaders {
     pub providers: Providers,
     pub care_teams: CareTeams,
     pub appointment_patients: AppointmentPatients,
+    pub participants: Participants,
 }
 
 impl RequestLoaders {
@@ -112,6 +118,7 @@ impl RequestLoaders {
             .data(self.providers)
             .data(self.care_teams)
             .data(self.appointment_patients)
+            .data(self.participants)
     }
 }
 
@@ -140,5 +147,11 @@ pub fn request_loaders(state: &AppState) -> RequestLoaders {
             tokio::spawn,
         ),
         appointment_patients: AppointmentPatients::default(),
+        participants: DataLoader::new(
+            ParticipantsByThread {
+                db: state.db.clone(),
+            },
+            tokio::spawn,
+        ),
     }
 }

@@ -11,6 +11,7 @@ mod corrections;
 mod hostile;
 mod hostile_access;
 mod matrix;
+mod messages;
 mod patients;
 mod platform;
 mod queries;

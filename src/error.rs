@@ -27,6 +27,12 @@ pub enum AppError {
     Conflict(&'static str),
     #[error("too many attempts; retry after {retry_after_secs} seconds")]
     RateLimited { retry_after_secs: u64 },
+    /// A live subscription fell behind and lost events: subscribe again with `after` the
+    /// last cursor received (RESYNC).
+    #[error(
+        "this subscription fell behind and was ended: subscribe again, with `after` set to the last cursor you received"
+    )]
+    Resync,
     #[error("internal error")]
     Internal(#[source] anyhow_like::Cause),
 }
@@ -41,6 +47,7 @@ impl AppError {
             AppError::Validation { .. } => "VALIDATION",
             AppError::Conflict(_) => "CONFLICT",
             AppError::RateLimited { .. } => "RATE_LIMITED",
+            AppError::Resync => "RESYNC",
             AppError::Internal(_) => "INTERNAL",
         }
     }

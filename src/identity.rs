@@ -102,6 +102,16 @@ impl Viewer {
             standing_load: Arc::default(),
         }
     }
+
+    /// The same viewer with nothing remembered: a live subscription decides each event
+    /// afresh against current state, never on what an earlier event established.
+    pub fn fresh(&self) -> Viewer {
+        Viewer {
+            standing: Arc::default(),
+            standing_load: Arc::default(),
+            ..self.clone()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -418,7 +418,7 @@ pub async fn fhir_entries(
 
 /// The grant over an existing appointment's patient, and its provider. An id that names no
 /// appointment is NOT_FOUND (audited), as is one whose patient the viewer may not see.
-async fn grant_for(
+pub(super) async fn grant_for(
     state: &AppState,
     viewer: &Viewer,
     id: Uuid,
@@ -649,6 +649,7 @@ async fn settle(
     )
     .await?;
     tx.commit().await?;
+    super::live::changed(state, &a.row).await?;
     Ok(a.into())
 }
 
@@ -734,6 +735,7 @@ impl AppointmentsMutation {
         let mut tx = WriteTxn::begin(&state.db).await?;
         let a = service::book(&mut tx, &state.keys, viewer, &grant, new, idem.as_ref()).await?;
         tx.commit().await?;
+        super::live::changed(state, &a.row).await?;
         Ok(a.into())
     }
 
@@ -763,6 +765,7 @@ impl AppointmentsMutation {
         )
         .await?;
         tx.commit().await?;
+        super::live::changed(state, &a.row).await?;
         Ok(a.into())
     }
 

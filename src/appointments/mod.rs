@@ -4,6 +4,7 @@
 pub mod availability;
 pub mod fhir;
 pub mod graphql;
+pub mod live;
 pub mod loaders;
 pub mod reads;
 pub mod service;

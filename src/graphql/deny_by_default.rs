@@ -63,6 +63,10 @@ pub async fn resolve(
             return next.run(ctx, info).await;
         }
         Some(Guard::SignedIn)
+    } else if info.path_node.parent.is_none() && info.parent_type.ends_with("Subscription") {
+        // A merged subscription's root fields resolve under their component's name
+        // (`MessagesSubscription`); the schema, and the table, know them as `Subscription`.
+        guards.lookup("Subscription", info.name)
     } else {
         guards.lookup(info.parent_type, info.name)
     };

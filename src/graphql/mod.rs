@@ -7,6 +7,7 @@ pub mod deny_by_default;
 pub mod field_guards;
 pub mod guards;
 pub mod limits;
+pub mod live;
 pub mod operation_cache;
 pub mod pipeline;
 pub mod relay;

@@ -39,6 +39,8 @@ pub struct Participant {
 /// reader who may not read it (for want of DOCUMENTS consent, for example).
 pub struct MessageAttachment {
     record_id: Uuid,
+    /// Who reads it: the request's viewer, or a live subscriber as of the event.
+    viewer: Option<Arc<Viewer>>,
 }
 
 #[Object]
@@ -56,7 +58,11 @@ impl MessageAttachment {
 
 impl MessageAttachment {
     async fn document_for(&self, ctx: &Context<'_>) -> AppResult<Option<ClinicalDocument>> {
-        crate::records::graphql::attached_document(ctx, self.record_id).await
+        let viewer = match &self.viewer {
+            Some(v) => v,
+            None => ctx.viewer()?,
+        };
+        crate::records::graphql::attached_document(ctx, viewer, self.record_id).await
     }
 }
 
@@ -64,6 +70,27 @@ impl MessageAttachment {
 pub struct Message {
     m: service::Message,
     grant: Arc<ThreadGrant>,
+    /// Set for a live delivery: the subscriber as of the event (see `super::live`).
+    viewer: Option<Arc<Viewer>>,
+}
+
+impl Message {
+    fn new(m: service::Message, grant: Arc<ThreadGrant>) -> Self {
+        Message {
+            m,
+            grant,
+            viewer: None,
+        }
+    }
+
+    /// A message delivered live to `viewer`, under the grant decided for this event.
+    pub fn live(m: service::Message, grant: Arc<ThreadGrant>, viewer: Arc<Viewer>) -> Self {
+        Message {
+            m,
+            grant,
+            viewer: Some(viewer),
+        }
+    }
 }
 
 #[Object]
@@ -100,7 +127,10 @@ impl Message {
         self.m
             .attachments
             .iter()
-            .map(|&record_id| MessageAttachment { record_id })
+            .map(|&record_id| MessageAttachment {
+                record_id,
+                viewer: self.viewer.clone(),
+            })
             .collect()
     }
 }
@@ -183,10 +213,7 @@ impl MessageThread {
             .into_iter()
             .map(|m| Edge {
                 cursor: message_cursor(m.row.seq),
-                node: Message {
-                    m,
-                    grant: self.grant.clone(),
-                },
+                node: Message::new(m, self.grant.clone()),
             })
             .collect();
         let (has_next, has_previous) = match window {
@@ -526,7 +553,7 @@ impl MessagesMutation {
         })?;
         let others = grants::participant_users(state, patient_id, &providers).await?;
         let mut tx = WriteTxn::begin(&state.db).await?;
-        let (thread, _first) = service::start(
+        let (thread, first) = service::start(
             &mut tx,
             &state.keys,
             viewer,
@@ -541,6 +568,7 @@ impl MessagesMutation {
         )
         .await?;
         tx.commit().await?;
+        super::live::message_sent(state, &first).await?;
         let (grant, _) =
             grants::thread_grant(state, viewer, thread.row.id, false, "thread.read").await?;
         Ok(MessageThread {
@@ -581,10 +609,8 @@ impl MessagesMutation {
         )
         .await?;
         tx.commit().await?;
-        Ok(Message {
-            m,
-            grant: Arc::new(grant),
-        })
+        super::live::message_sent(state, &m).await?;
+        Ok(Message::new(m, Arc::new(grant)))
     }
 
     /// Mark a thread read up to (and including) message `upTo`; never moves backwards.
@@ -603,6 +629,7 @@ impl MessagesMutation {
         let mut tx = WriteTxn::begin(&state.db).await?;
         service::mark_read(&mut tx, viewer, &grant, up_to).await?;
         tx.commit().await?;
+        super::live::unread_changed(state, vec![viewer.user_id]).await;
         Ok(MessageThread {
             thread: service::open_thread(&state.keys, row)?,
             grant: Arc::new(grant),
@@ -620,6 +647,7 @@ impl MessagesMutation {
         let mut tx = WriteTxn::begin(&state.db).await?;
         service::archive(&mut tx, viewer, &grant).await?;
         tx.commit().await?;
+        super::live::unread_changed(state, vec![viewer.user_id]).await;
         Ok(MessageThread {
             thread: service::open_thread(&state.keys, row)?,
             grant: Arc::new(grant),
@@ -641,9 +669,13 @@ impl MessagesMutation {
         let mut tx = WriteTxn::begin(&state.db).await?;
         let m = service::retract(&mut tx, viewer, &grant, id).await?;
         tx.commit().await?;
-        Ok(Message {
-            m,
-            grant: Arc::new(grant),
-        })
+        // Others' unread counts drop by the retracted message.
+        let others = service::participant_users(&state.db, thread_id)
+            .await?
+            .into_iter()
+            .filter(|u| *u != viewer.user_id)
+            .collect();
+        super::live::unread_changed(state, others).await;
+        Ok(Message::new(m, Arc::new(grant)))
     }
 }

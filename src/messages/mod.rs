@@ -3,4 +3,5 @@
 //! attachments that point at the patient's clinical documents. Who may do what is
 //! `access::messaging`'s decision.
 pub mod graphql;
+pub mod live;
 pub mod service;

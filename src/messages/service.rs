@@ -640,6 +640,17 @@ pub async fn after_in(
     open_all(db, keys, rows).await
 }
 
+/// The user ids taking part in a thread.
+pub async fn participant_users(db: &impl ConnectionTrait, thread: Uuid) -> AppResult<Vec<Uuid>> {
+    Ok(thread_participants::Entity::find()
+        .filter(thread_participants::Column::ThreadId.eq(thread))
+        .select_only()
+        .column(thread_participants::Column::UserId)
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
 /// The participants of these threads.
 pub async fn participants(
     db: &impl ConnectionTrait,

@@ -732,9 +732,12 @@ impl RecordsQuery {
 /// may not (no DOCUMENTS consent, a SENSITIVE document without that consent, no access),
 /// which the message shows as withheld. A read is audited like `record(id)`; a refusal is
 /// audited by `scope::one`.
-pub async fn attached_document(ctx: &Context<'_>, id: Uuid) -> AppResult<Option<ClinicalDocument>> {
+pub async fn attached_document(
+    ctx: &Context<'_>,
+    viewer: &Viewer,
+    id: Uuid,
+) -> AppResult<Option<ClinicalDocument>> {
     let state = ctx.state()?;
-    let viewer = ctx.viewer()?;
     match scope::one(state, viewer, id, "record.read").await {
         Ok((grant, rec)) if rec.kind() == RecordKind::Document => {
             audit_read(

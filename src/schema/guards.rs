@@ -183,6 +183,16 @@ pub static TABLE: &[TypeGuards] = &[
             ("retractMessage", Roles(PATIENT_DATA_ROLES)),
         ],
     },
+    // Each event is loaded at delivery through the same access decision as a query.
+    TypeGuards {
+        type_name: "Subscription",
+        all: None,
+        fields: &[
+            ("messageReceived", Roles(PATIENT_DATA_ROLES)),
+            ("unreadCountChanged", SignedIn),
+            ("appointmentChanged", Roles(PATIENT_DATA_ROLES)),
+        ],
+    },
     // Sign-in results: the caller's own tokens, no PHI.
     TypeGuards {
         type_name: "LoginPayload",

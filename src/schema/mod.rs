@@ -6,11 +6,12 @@ mod fuzz_tests;
 pub mod guards;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 use crate::access::graphql::AccessMutation;
 use crate::access::history::AuditQuery;
 use crate::appointments::graphql::{AppointmentsMutation, AppointmentsQuery};
+use crate::appointments::live::AppointmentsSubscription;
 use crate::appointments::loaders::{CareTeams, CareTeamsByPatient, Providers, ProvidersById};
 use crate::auth::graphql::{AuthMutation, AuthQuery};
 use crate::consent::graphql::{ConsentMutation, ConsentQuery};
@@ -18,6 +19,7 @@ use crate::graphql::{Limits, pipeline};
 use crate::messages::graphql::{
     MessagesMutation, MessagesQuery, Participants, ParticipantsByThread,
 };
+use crate::messages::live::MessagesSubscription;
 use crate::patients::graphql::{PatientMutation, PatientQuery, SharedQuery};
 use crate::records::corrections::{CorrectionsByRecord, CorrectionsMutation};
 use crate::records::graphql::{RecordsMutation, RecordsQuery};
@@ -51,16 +53,20 @@ pub struct MutationRoot(
     MessagesMutation,
 );
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
+pub struct SubscriptionRoot(MessagesSubscription, AppointmentsSubscription);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// The schema without state: enough to print the SDL.
 pub fn schema_builder(
     limits: Limits,
-) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     let mut b = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
     .limit_depth(limits.depth)
     .limit_complexity(limits.complexity)
@@ -86,8 +92,8 @@ pub fn build(state: &AppState) -> AppSchema {
 pub fn build_with(
     state: &AppState,
     extend: impl FnOnce(
-        async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription>,
-    ) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription>,
+        async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot>,
+    ) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot>,
 ) -> AppSchema {
     extend(schema_builder(Limits::of(&state.cfg)))
         .data(state.clone())

@@ -48,6 +48,8 @@ pub enum Topic {
     User(Uuid),
     /// Everything about this patient.
     Patient(Uuid),
+    /// Messages of this thread.
+    Thread(Uuid),
     /// Changes to this session (its id): ended, revoked, MFA enrolled.
     Session(Uuid),
 }
@@ -55,9 +57,10 @@ pub enum Topic {
 impl Event {
     fn topics(&self) -> Vec<Topic> {
         match self {
-            Event::Message { to, .. } | Event::Unread { to } => {
-                to.iter().copied().map(Topic::User).collect()
-            }
+            Event::Message { thread, to, .. } => std::iter::once(Topic::Thread(*thread))
+                .chain(to.iter().copied().map(Topic::User))
+                .collect(),
+            Event::Unread { to } => to.iter().copied().map(Topic::User).collect(),
             Event::Appointment { patient, to, .. } => std::iter::once(Topic::Patient(*patient))
                 .chain(to.iter().copied().map(Topic::User))
                 .collect(),

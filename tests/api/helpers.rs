@@ -400,7 +400,15 @@ pub async fn ws_connect(
     app: &TestApp,
     protocol: &str,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let mut req = format!("ws://{}/graphql/ws", app.addr)
+    ws_connect_at(&app.addr.to_string(), protocol).await
+}
+
+/// A websocket to the Caregraph at `addr` (`host:port`) speaking `protocol`.
+pub async fn ws_connect_at(
+    addr: &str,
+    protocol: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut req = format!("ws://{addr}/graphql/ws")
         .into_client_request()
         .unwrap();
     req.headers_mut()
@@ -429,7 +437,12 @@ pub type Ws =
 
 /// A graphql-transport-ws socket signed in with `token`, acknowledged.
 pub async fn ws_signed_in(app: &TestApp, token: &str) -> Ws {
-    let mut ws = ws_connect(app, "graphql-transport-ws").await;
+    ws_signed_in_at(&app.addr.to_string(), token).await
+}
+
+/// [`ws_signed_in`] to the Caregraph at `addr`.
+pub async fn ws_signed_in_at(addr: &str, token: &str) -> Ws {
+    let mut ws = ws_connect_at(addr, "graphql-transport-ws").await;
     ws.send(Message::Text(
         json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } })
             .to_string()

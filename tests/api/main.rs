@@ -10,6 +10,7 @@ mod console;
 mod corrections;
 mod hostile;
 mod hostile_access;
+mod live;
 mod matrix;
 mod messages;
 mod patients;

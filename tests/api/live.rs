@@ -1,0 +1,541 @@
+//! Subscriptions over graphql-transport-ws, on both backends (PostgreSQL with Redis
+//! pub/sub, SQLite in-process): live messages reach their subscribers and nobody else,
+//! MESSAGES consent withdrawn stops delivery at the next event, sockets follow their
+//! session (logout, refresh-token reuse, inactivity, token expiry: 4403), replay after a
+//! cursor, two instances on one PostgreSQL + Redis, unread counts and appointments live,
+//! and every protocol close code.
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::*;
+use crate::messages::{consent_only, patient_thread, send};
+use crate::on_both_backends;
+
+on_both_backends!(
+    messages_arrive_live_and_only_where_they_belong,
+    withdrawn_consent_stops_delivery_at_the_next_event,
+    a_cursor_replays_what_was_missed_then_goes_live,
+    unread_counts_and_appointments_are_live,
+    sockets_follow_their_session,
+    the_protocol_is_kept,
+);
+
+const RECEIVED: &str = "subscription($t: ID, $after: String) { messageReceived(threadId: $t, after: $after) { id threadId body cursor sender { role } } }";
+
+async fn subscribe(ws: &mut Ws, id: &str, query: &str, variables: Value) {
+    ws.send(Message::Text(
+        json!({ "type": "subscribe", "id": id, "payload": { "query": query, "variables": variables } })
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+}
+
+/// The next `next` payload for operation `id` within `wait`, or None. An `error` for it
+/// panics; other operations' frames are skipped.
+async fn next_for(ws: &mut Ws, id: &str, wait: Duration) -> Option<Value> {
+    let until = Instant::now() + wait;
+    loop {
+        let left = until.checked_duration_since(Instant::now())?;
+        let m = tokio::time::timeout(left, ws.next()).await.ok()??.ok()?;
+        let Message::Text(t) = m else { continue };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        if v["id"] != id {
+            continue;
+        }
+        match v["type"].as_str() {
+            Some("next") => return Some(v["payload"].clone()),
+            Some("error") => panic!("operation {id} failed: {v}"),
+            _ => return None,
+        }
+    }
+}
+
+/// The first `next` payload of each of `ids`, however their frames interleave.
+async fn next_each(
+    ws: &mut Ws,
+    ids: &[&str],
+    wait: Duration,
+) -> std::collections::HashMap<String, Value> {
+    let until = Instant::now() + wait;
+    let mut got = std::collections::HashMap::new();
+    while got.len() < ids.len() {
+        let Some(left) = until.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(left, ws.next()).await else {
+            break;
+        };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        if v["type"] == "next"
+            && let Some(id) = v["id"].as_str()
+            && ids.contains(&id)
+        {
+            got.entry(id.to_owned()).or_insert(v["payload"].clone());
+        }
+    }
+    got
+}
+
+/// A subscription has started once the server has it registered; there is no frame for
+/// that, so give it a moment.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+async fn messages_arrive_live_and_only_where_they_belong(b: Backend) {
+    let app = spawn_app(b).await;
+    let pat = app.token(PATIENT).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let thread = patient_thread(&app, &pat, &pid).await;
+    let mut patient = ws_signed_in(&app, &pat).await;
+    subscribe(&mut patient, "all", RECEIVED, json!({})).await;
+    subscribe(&mut patient, "one", RECEIVED, json!({ "t": thread })).await;
+    // Another patient, and a provider off the care team, listening to everything theirs.
+    let mut others = Vec::new();
+    for who in [PATIENT2, DOCTOR2] {
+        let t = app.token(who).await;
+        let mut ws = ws_signed_in(&app, &t).await;
+        subscribe(&mut ws, "all", RECEIVED, json!({})).await;
+        others.push(ws);
+    }
+    // Subscribing to a thread one may not read is refused at once.
+    let mut p2 = ws_signed_in(&app, &app.token(PATIENT2).await).await;
+    let r = ws_run(&mut p2, "x", RECEIVED, json!({ "t": thread })).await;
+    assert_eq!(r["errors"][0]["extensions"]["code"], "NOT_FOUND", "{r}");
+    settle().await;
+    let sent = send(&app, &doc, &thread, "Demo live answer").await;
+    let got = next_each(&mut patient, &["all", "one"], Duration::from_secs(5)).await;
+    for id in ["all", "one"] {
+        let got = got
+            .get(id)
+            .unwrap_or_else(|| panic!("{id}: nothing delivered"));
+        let m = &got["data"]["messageReceived"];
+        assert_eq!(m["id"], sent["id"], "{got}");
+        assert_eq!(m["body"], "Demo live answer");
+        assert_eq!(m["sender"]["role"], "PROVIDER");
+        assert_eq!(m["cursor"], sent["cursor"]);
+    }
+    for ws in &mut others {
+        assert!(
+            next_for(ws, "all", Duration::from_secs(1)).await.is_none(),
+            "delivered to someone it does not belong to"
+        );
+    }
+    // Each delivery is a read in the audit log.
+    assert!(
+        app.audit_count("action = 'message.read' AND detail LIKE '%subscription%'")
+            .await
+            >= 2
+    );
+}
+
+async fn withdrawn_consent_stops_delivery_at_the_next_event(b: Backend) {
+    let app = spawn_app(b).await;
+    let pat = app.token(PATIENT).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let doctor = app.provider_id(DOCTOR).await;
+    let thread = patient_thread(&app, &pat, &pid).await;
+    let mut ws = ws_signed_in(&app, &doc).await;
+    subscribe(&mut ws, "1", RECEIVED, json!({ "t": thread })).await;
+    settle().await;
+    send(&app, &pat, &thread, "Demo before").await;
+    let got = next_for(&mut ws, "1", Duration::from_secs(5)).await;
+    assert_eq!(
+        got.unwrap()["data"]["messageReceived"]["body"],
+        "Demo before"
+    );
+    // The patient withdraws MESSAGES (keeping the rest): the very next message is not
+    // delivered, and the refusal is audited.
+    consent_only(
+        &app,
+        &pat,
+        &pid,
+        &doctor,
+        &[
+            "RECORDS",
+            "MEDICATIONS",
+            "ALLERGIES",
+            "IMMUNIZATIONS",
+            "DOCUMENTS",
+        ],
+    )
+    .await;
+    let denied = app
+        .audit_count("action = 'message.read' AND outcome = 'DENIED'")
+        .await;
+    send(&app, &pat, &thread, "Demo after").await;
+    let got = next_for(&mut ws, "1", Duration::from_secs(2)).await;
+    assert!(
+        got.is_none(),
+        "delivered after consent was withdrawn: {got:?}"
+    );
+    assert_eq!(
+        app.audit_count("action = 'message.read' AND outcome = 'DENIED'")
+            .await,
+        denied + 1
+    );
+    // Consent back: the next one arrives again (on the same subscription).
+    consent_only(&app, &pat, &pid, &doctor, &["MESSAGES"]).await;
+    send(&app, &pat, &thread, "Demo again").await;
+    let got = next_for(&mut ws, "1", Duration::from_secs(5)).await;
+    assert_eq!(
+        got.unwrap()["data"]["messageReceived"]["body"],
+        "Demo again"
+    );
+}
+
+async fn a_cursor_replays_what_was_missed_then_goes_live(b: Backend) {
+    let app = spawn_app(b).await;
+    let pat = app.token(PATIENT).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let thread = patient_thread(&app, &pat, &pid).await;
+    let first = send(&app, &doc, &thread, "Demo one").await;
+    // While the patient is away: two more.
+    send(&app, &doc, &thread, "Demo two").await;
+    send(&app, &doc, &thread, "Demo three").await;
+    let mut ws = ws_signed_in(&app, &pat).await;
+    subscribe(
+        &mut ws,
+        "1",
+        RECEIVED,
+        json!({ "t": thread, "after": first["cursor"] }),
+    )
+    .await;
+    let mut bodies = Vec::new();
+    for _ in 0..2 {
+        let got = next_for(&mut ws, "1", Duration::from_secs(5))
+            .await
+            .expect("replayed");
+        bodies.push(got["data"]["messageReceived"]["body"].clone());
+    }
+    assert_eq!(bodies, [json!("Demo two"), json!("Demo three")]);
+    send(&app, &doc, &thread, "Demo four").await;
+    let got = next_for(&mut ws, "1", Duration::from_secs(5)).await;
+    assert_eq!(got.unwrap()["data"]["messageReceived"]["body"], "Demo four");
+    // Across all threads too (the demo thread's messages are older than the cursor).
+    let mut all = ws_signed_in(&app, &pat).await;
+    subscribe(&mut all, "2", RECEIVED, json!({ "after": first["cursor"] })).await;
+    let got = next_for(&mut all, "2", Duration::from_secs(5)).await;
+    assert_eq!(got.unwrap()["data"]["messageReceived"]["body"], "Demo two");
+    // A cursor that is not one is VALIDATION, not a silent replay of everything.
+    let r = ws_run(&mut all, "3", RECEIVED, json!({ "after": "bogus" })).await;
+    assert_eq!(r["errors"][0]["extensions"]["code"], "VALIDATION", "{r}");
+}
+
+async fn unread_counts_and_appointments_are_live(b: Backend) {
+    let app = spawn_app(b).await;
+    let pat = app.token(PATIENT).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let thread = patient_thread(&app, &pat, &pid).await;
+    let mut ws = ws_signed_in(&app, &pat).await;
+    subscribe(
+        &mut ws,
+        "u",
+        "subscription { unreadCountChanged }",
+        json!({}),
+    )
+    .await;
+    let start = next_for(&mut ws, "u", Duration::from_secs(5))
+        .await
+        .unwrap()["data"]["unreadCountChanged"]
+        .as_i64()
+        .unwrap();
+    let m = send(&app, &doc, &thread, "Demo unread").await;
+    let got = next_for(&mut ws, "u", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(got["data"]["unreadCountChanged"], start + 1);
+    let r = app
+        .gql(
+            Some(&pat),
+            "mutation($t: ID!, $m: ID!) { markThreadRead(threadId: $t, upTo: $m) { id } }",
+            json!({ "t": thread, "m": m["id"] }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let got = next_for(&mut ws, "u", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(got["data"]["unreadCountChanged"], start);
+    // The doctor's schedule follows a booking live; another patient hears nothing of it.
+    let mut docws = ws_signed_in(&app, &doc).await;
+    let changed = "subscription($p: ID) { appointmentChanged(patientId: $p) { id status patient { givenName } } }";
+    subscribe(&mut docws, "a", changed, json!({})).await;
+    let mut p2 = ws_signed_in(&app, &app.token(PATIENT2).await).await;
+    subscribe(&mut p2, "a", changed, json!({})).await;
+    let r = ws_run(&mut p2, "b", changed, json!({ "p": pid })).await;
+    assert_eq!(r["errors"][0]["extensions"]["code"], "NOT_FOUND", "{r}");
+    settle().await;
+    let doctor = app.provider_id(DOCTOR).await;
+    let slots = app
+        .gql(
+            Some(&pat),
+            "query($d: ID!, $from: DateTime!, $to: DateTime!) { providerAvailability(providerId: $d, from: $from, to: $to) { startsAt } }",
+            json!({
+                "d": doctor,
+                "from": (chrono::Utc::now() + chrono::TimeDelta::days(1)).to_rfc3339(),
+                "to": (chrono::Utc::now() + chrono::TimeDelta::days(15)).to_rfc3339(),
+            }),
+        )
+        .await;
+    let at = slots["data"]["providerAvailability"][0]["startsAt"].clone();
+    let r = app
+        .gql(
+            Some(&pat),
+            "mutation($p: ID!, $d: ID!, $at: DateTime!) { scheduleAppointment(input: { patientId: $p, providerId: $d, startsAt: $at, durationMinutes: 30, reason: \"Demo live booking\" }) { id } }",
+            json!({ "p": pid, "d": doctor, "at": at }),
+        )
+        .await;
+    let booked = r["data"]["scheduleAppointment"]["id"].clone();
+    assert!(booked.is_string(), "{r}");
+    let got = next_for(&mut docws, "a", Duration::from_secs(5))
+        .await
+        .expect("the doctor's schedule did not update");
+    assert_eq!(got["data"]["appointmentChanged"]["id"], booked);
+    assert_eq!(got["data"]["appointmentChanged"]["status"], "SCHEDULED");
+    assert_eq!(
+        got["data"]["appointmentChanged"]["patient"]["givenName"],
+        "Testy"
+    );
+    assert!(
+        next_for(&mut p2, "a", Duration::from_secs(1))
+            .await
+            .is_none()
+    );
+}
+
+/// The close code the server ends the socket with within `wait` (other frames skipped).
+async fn closed_within(ws: &mut Ws, wait: Duration) -> Option<u16> {
+    let until = Instant::now() + wait;
+    loop {
+        let left = until.checked_duration_since(Instant::now())?;
+        match tokio::time::timeout(left, ws.next()).await.ok()?? {
+            Ok(Message::Close(f)) => return f.map(|f| u16::from(f.code)),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+async fn sockets_follow_their_session(b: Backend) {
+    // Refresh-token reuse revokes the session: its socket is closed.
+    let app = spawn_app(b).await;
+    let login = app.login_raw(PATIENT, PASSWORD).await;
+    let access = login["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refresh = login["data"]["login"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ws = ws_signed_in(&app, &access).await;
+    let rotate = "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken } }";
+    let r = app.gql(None, rotate, json!({ "t": refresh })).await;
+    assert!(
+        r["data"]["refreshSession"]["accessToken"].is_string(),
+        "{r}"
+    );
+    // A rotation alone leaves the socket open...
+    assert_eq!(
+        closed_within(&mut ws, Duration::from_millis(500)).await,
+        None
+    );
+    // ...the reuse of the old token ends the session, and the socket with it.
+    let r = app.gql(None, rotate, json!({ "t": refresh })).await;
+    assert!(r["errors"].is_array(), "{r}");
+    assert_eq!(
+        closed_within(&mut ws, Duration::from_secs(3)).await,
+        Some(4403)
+    );
+
+    // Inactivity: an open socket (pinging) is not activity, so an idle tab times out; a
+    // token past its exp closes the socket too.
+    for (idle, ttl) in [("2", "60"), ("60", "2")] {
+        let app = spawn_app_with(b, |v| {
+            v.insert("SESSION_IDLE_TIMEOUT_SECS".into(), idle.into());
+            v.insert("ACCESS_TOKEN_TTL_SECS".into(), ttl.into());
+            v.insert("SESSION_CACHE_MS".into(), "0".into());
+        })
+        .await;
+        let t = app.token(PATIENT).await;
+        let mut ws = ws_signed_in(&app, &t).await;
+        let opened = Instant::now();
+        let mut code = None;
+        while opened.elapsed() < Duration::from_secs(6) {
+            ws.send(Message::Text(json!({ "type": "ping" }).to_string().into()))
+                .await
+                .ok();
+            if let Some(c) = closed_within(&mut ws, Duration::from_millis(500)).await {
+                code = Some(c);
+                break;
+            }
+        }
+        assert_eq!(code, Some(4403), "idle {idle} s, token {ttl} s");
+        let took = opened.elapsed();
+        assert!(
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+            "closed after {took:?}"
+        );
+    }
+}
+
+async fn the_protocol_is_kept(b: Backend) {
+    let app = spawn_app(b).await;
+    let t = app.token(PATIENT).await;
+    let init =
+        json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {t}") } })
+            .to_string();
+    // A subscribe before connection_init: 4401.
+    let mut ws = ws_connect(&app, "graphql-transport-ws").await;
+    subscribe(&mut ws, "1", "{ me { role } }", json!({})).await;
+    assert_eq!(
+        closed_within(&mut ws, Duration::from_secs(3)).await,
+        Some(4401)
+    );
+    // Not a message of the protocol: 4400.
+    let mut ws = ws_connect(&app, "graphql-transport-ws").await;
+    ws.send(Message::Text("{ not json".into())).await.unwrap();
+    assert_eq!(
+        closed_within(&mut ws, Duration::from_secs(3)).await,
+        Some(4400)
+    );
+    let mut ws = ws_signed_in(&app, &t).await;
+    ws.send(Message::Text(
+        json!({ "type": "nonsense" }).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        closed_within(&mut ws, Duration::from_secs(3)).await,
+        Some(4400)
+    );
+    // A second connection_init: 4429.
+    let mut ws = ws_signed_in(&app, &t).await;
+    ws.send(Message::Text(init.clone().into())).await.unwrap();
+    assert_eq!(
+        closed_within(&mut ws, Duration::from_secs(3)).await,
+        Some(4429)
+    );
+    // A ping is answered with a pong; an operation id already running: 4409.
+    let mut ws = ws_signed_in(&app, &t).await;
+    ws.send(Message::Text(json!({ "type": "ping" }).to_string().into()))
+        .await
+        .unwrap();
+    match next_message(&mut ws).await {
+        Some(Message::Text(m)) => assert!(m.contains("pong"), "{m}"),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+    subscribe(
+        &mut ws,
+        "dup",
+        "subscription { unreadCountChanged }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        next_for(&mut ws, "dup", Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    subscribe(
+        &mut ws,
+        "dup",
+        "subscription { unreadCountChanged }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        closed_within(&mut ws, Duration::from_secs(3)).await,
+        Some(4409)
+    );
+    // `complete` stops an operation; its id may then be used again.
+    let mut ws = ws_signed_in(&app, &t).await;
+    subscribe(
+        &mut ws,
+        "c",
+        "subscription { unreadCountChanged }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        next_for(&mut ws, "c", Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    ws.send(Message::Text(
+        json!({ "type": "complete", "id": "c" }).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    settle().await;
+    subscribe(
+        &mut ws,
+        "c",
+        "subscription { unreadCountChanged }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        next_for(&mut ws, "c", Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    // No connection_init within 10 s: 4408.
+    let mut ws = ws_connect(&app, "graphql-transport-ws").await;
+    assert_eq!(
+        closed_within(&mut ws, Duration::from_secs(12)).await,
+        Some(4408)
+    );
+}
+
+/// Two instances on one PostgreSQL and Redis: a message sent through A reaches its
+/// subscriber on B, and nobody else there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_on_one_instance_reaches_its_subscriber_on_another() {
+    let a = spawn_app(Backend::Postgres).await;
+    let b = spawn_instance(&a).await;
+    let pat = a.token(PATIENT).await;
+    let doc = a.token(DOCTOR).await;
+    let pid = a.patient_id(PATIENT).await;
+    let thread = patient_thread(&a, &pat, &pid).await;
+    let on_b = |token: String| {
+        let addr = b
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches("/graphql")
+            .to_owned();
+        async move { ws_signed_in_at(&addr, &token).await }
+    };
+    let mut patient = on_b(pat.clone()).await;
+    subscribe(&mut patient, "1", RECEIVED, json!({})).await;
+    let mut other = on_b(a.token(PATIENT2).await).await;
+    subscribe(&mut other, "1", RECEIVED, json!({})).await;
+    settle().await;
+    let sent = send(&a, &doc, &thread, "Demo across instances").await;
+    let got = next_for(&mut patient, "1", Duration::from_secs(5))
+        .await
+        .expect("not delivered on the other instance");
+    assert_eq!(got["data"]["messageReceived"]["id"], sent["id"]);
+    assert!(
+        next_for(&mut other, "1", Duration::from_secs(1))
+            .await
+            .is_none()
+    );
+    // Logout on A closes the socket on B.
+    let r = a.gql(Some(&pat), "mutation { logout }", json!({})).await;
+    assert_eq!(r["data"]["logout"], true);
+    assert_eq!(
+        closed_within(&mut patient, Duration::from_secs(3)).await,
+        Some(4403)
+    );
+}

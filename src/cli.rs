@@ -37,6 +37,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Billing tools.
+    Billing {
+        #[command(subcommand)]
+        command: BillingCommand,
+    },
     /// Print the GraphQL schema (SDL).
     Schema,
     /// Key material tools.
@@ -52,6 +57,13 @@ pub enum AuditCommand {
     Verify,
     /// Count audit rows by action and outcome, as JSON lines (monitoring, benchmarks).
     Stats,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BillingCommand {
+    /// Settle PENDING payments (whose gateway answer was lost) from what the gateway says,
+    /// without charging again; one the gateway never saw for 10 minutes is DECLINED.
+    Reconcile,
 }
 
 #[derive(Subcommand, Debug)]

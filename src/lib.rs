@@ -3,6 +3,7 @@ pub mod access;
 pub mod appointments;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod consent;

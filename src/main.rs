@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use caregraph::cli::{AuditCommand, Cli, Command, KeysCommand};
+use caregraph::cli::{AuditCommand, BillingCommand, Cli, Command, KeysCommand};
 use caregraph::config::Config;
 use caregraph::crypto::{KeyFile, KeySource, write_private};
 use caregraph::{audit, schema, seed, startup, telemetry};
@@ -143,6 +143,27 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Billing {
+            command: BillingCommand::Reconcile,
+        } => {
+            let state = startup::build_state(cfg).await.map_err(|e| e.to_string())?;
+            let gw = state
+                .service::<caregraph::billing::graphql::Gateways>()
+                .map_err(|e| e.to_string())?;
+            let r = caregraph::billing::service::reconcile(
+                &state.db,
+                gw.payments.as_ref(),
+                chrono::TimeDelta::zero(),
+                chrono::TimeDelta::minutes(10),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            println!(
+                "reconciled: {} succeeded, {} declined, {} still pending",
+                r.succeeded, r.declined, r.still_pending
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schema | Command::Keys { .. } => unreachable!("handled above"),
     }
 }
@@ -157,6 +178,7 @@ async fn serve(cfg: Config) -> Result<ExitCode, String> {
             seed::DEMO_PASSWORD
         );
     }
+    caregraph::billing::start_reconciler(&state);
     let listener = startup::bind(addr).await.map_err(|e| e.to_string())?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     if graphiql {

@@ -215,6 +215,7 @@ pub async fn demo(state: &AppState) -> AppResult<bool> {
             .await?;
     }
     let messages = demo_thread(state, db, patient, patient_user, doctor_user, now).await?;
+    demo_billing(state, db, patient, patient_user, now).await?;
     tx.audit(
         AuditEvent::new("seed.demo", "system").detail(serde_json::json!({
             "users": DEMO_USERS.len(),
@@ -300,6 +301,79 @@ async fn demo_thread(
         .await?;
     }
     Ok(said.len())
+}
+
+/// An open statement (two lines, nothing paid) and a coverage for the demo patient.
+async fn demo_billing(
+    state: &AppState,
+    db: &impl ConnectionTrait,
+    patient: Uuid,
+    patient_user: Uuid,
+    now: chrono::DateTime<Utc>,
+) -> AppResult<()> {
+    use crate::billing::service::{LineItem, seal_lines, seal_member_id};
+    use entity::{billing_statements, coverages, ledger_entries};
+    let today = now.date_naive();
+    let lines = [
+        LineItem {
+            service_date: today - chrono::Duration::days(7),
+            description: "Demo office visit".into(),
+            code: "99213".into(),
+            amount_cents: 12_500,
+        },
+        LineItem {
+            service_date: today - chrono::Duration::days(7),
+            description: "Demo basic metabolic panel".into(),
+            code: "80048".into(),
+            amount_cents: 4_250,
+        },
+    ];
+    let total: i64 = lines.iter().map(|l| l.amount_cents).sum();
+    let id = Uuid::new_v4();
+    billing_statements::Entity::insert(billing_statements::ActiveModel {
+        id: Set(id),
+        patient_id: Set(patient),
+        issued_on: Set(today - chrono::Duration::days(5)),
+        due_on: Set(today + chrono::Duration::days(25)),
+        currency: Set("USD".into()),
+        total_cents: Set(total),
+        lines_enc: Set(seal_lines(&state.keys, &id, &lines)?),
+        status: Set("OPEN".into()),
+        void_reason_enc: Set(None),
+        created_by: Set(patient_user),
+        created_at: Set(now),
+    })
+    .exec_without_returning(db)
+    .await?;
+    ledger_entries::Entity::insert(ledger_entries::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        statement_id: Set(id),
+        patient_id: Set(patient),
+        kind: Set("CHARGE".into()),
+        amount_cents: Set(total),
+        payment_id: Set(None),
+        created_by: Set(patient_user),
+        created_at: Set(now),
+    })
+    .exec_without_returning(db)
+    .await?;
+    let cov = Uuid::new_v4();
+    coverages::Entity::insert(coverages::ActiveModel {
+        id: Set(cov),
+        patient_id: Set(patient),
+        payer: Set("Demo Health Plan".into()),
+        plan_name: Set("Demo PPO Silver".into()),
+        member_id_enc: Set(seal_member_id(&state.keys, &cov, "DEMO123456")?),
+        group_number_enc: Set(None),
+        relationship: Set("SELF".into()),
+        effective_from: Set(today - chrono::Duration::days(365)),
+        effective_to: Set(None),
+        created_by: Set(patient_user),
+        created_at: Set(now),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
 }
 
 /// The demo doctor's week: Monday to Friday, 09:00–12:00 and 13:00–17:00 in Berlin,

@@ -150,6 +150,10 @@ pub async fn build_state(cfg: Config) -> Result<AppState, StartupError> {
         cfg.db_pool_size,
         cfg.audit_queue,
     ));
+    services.insert(crate::billing::graphql::Gateways {
+        payments: Arc::new(crate::billing::gateway::Sandbox::new(db.clone())),
+        payer: Arc::new(crate::billing::gateway::SandboxPayer),
+    });
     Ok(AppState {
         cfg: Arc::new(cfg),
         db,

@@ -9,6 +9,7 @@ mod m20261201_130000_appointments;
 mod m20261201_140000_shares_and_corrections;
 mod m20261201_150000_patients_sex_gender_sealed;
 mod m20261202_120000_messages;
+mod m20261202_130000_billing;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_140000_shares_and_corrections::Migration),
             Box::new(m20261201_150000_patients_sex_gender_sealed::Migration),
             Box::new(m20261202_120000_messages::Migration),
+            Box::new(m20261202_130000_billing::Migration),
         ]
     }
 }

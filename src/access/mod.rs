@@ -9,6 +9,7 @@
 //! at all (NOT_FOUND otherwise, archived patients included), then role, care team and
 //! break-glass, and consent last. Writes to demographics and clinical data need a
 //! [`WriteScope`], which no break-glass grant yields: emergency access is read-only by type.
+pub mod billing;
 mod consent_scope;
 pub mod graphql;
 pub mod history;

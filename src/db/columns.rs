@@ -214,6 +214,69 @@ pub const PLAINTEXT: &[(&str, &[&str])] = &[
         &["message_id", "record_id", "position"],
     ),
     (
+        "billing_statements",
+        &[
+            "id",
+            "patient_id",
+            "issued_on",
+            "due_on",
+            "currency",
+            "total_cents",
+            "status",
+            "created_by",
+            "created_at",
+        ],
+    ),
+    // Amounts and kinds: the line items (what was done) are sealed with the statement.
+    (
+        "ledger_entries",
+        &[
+            "id",
+            "statement_id",
+            "patient_id",
+            "kind",
+            "amount_cents",
+            "payment_id",
+            "created_by",
+            "created_at",
+        ],
+    ),
+    (
+        "payments",
+        &[
+            "id",
+            "statement_id",
+            "patient_id",
+            "actor_id",
+            "amount_cents",
+            "status",
+            "gateway_ref",
+            "refunded_cents",
+            "created_at",
+            "settled_at",
+        ],
+    ),
+    // The member and group numbers are sealed; payer and plan name are not identifiers.
+    (
+        "coverages",
+        &[
+            "id",
+            "patient_id",
+            "payer",
+            "plan_name",
+            "relationship",
+            "effective_from",
+            "effective_to",
+            "created_by",
+            "created_at",
+        ],
+    ),
+    // The sandbox gateway's own side: payment ids as keys, amounts, outcomes.
+    (
+        "sandbox_charges",
+        &["key", "amount_cents", "outcome", "reference", "created_at"],
+    ),
+    (
         "appointments",
         &[
             "id",

@@ -285,6 +285,15 @@ impl Patient {
     async fn allergies(&self, ctx: &Context<'_>) -> Result<Option<Vec<records::Allergy>>> {
         Ok(Some(records::allergies(ctx, self.row.id).await?))
     }
+    /// Insurance coverages (the patient, ADMIN, or the care team under BILLING consent).
+    async fn coverages(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<Vec<crate::billing::graphql::Coverage>>> {
+        Ok(Some(
+            crate::billing::graphql::coverages_of(ctx, self.row.id).await?,
+        ))
+    }
     /// The providers on the patient's care team, by name.
     async fn care_team(
         &self,

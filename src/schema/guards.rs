@@ -27,6 +27,7 @@ const SHARE: Guard = Capability("access::shares::ShareGrant (a live share)");
 const CORRECTION: Guard = Capability(
     "records::scope::ReadGrant (the record's) or PatientScope<OwnerOnly> (the patient's requests)",
 );
+const BILLING: Guard = Capability("access::billing::BillingGrant");
 const THREAD: Guard = Capability("access::messaging::ThreadGrant");
 const SIGNED_IN_VIEWER: Guard = Capability("the signed-in viewer's own session");
 const SCHEDULE: Guard = Capability(
@@ -35,6 +36,41 @@ const SCHEDULE: Guard = Capability(
 
 /// Every type's guards.
 pub static TABLE: &[TypeGuards] = &[
+    TypeGuards {
+        type_name: "BillingStatement",
+        all: Some(BILLING),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "BillingStatementConnection",
+        all: Some(BILLING),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "BillingStatementEdge",
+        all: Some(BILLING),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "LineItem",
+        all: Some(BILLING),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "Payment",
+        all: Some(BILLING),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "Coverage",
+        all: Some(BILLING),
+        fields: &[],
+    },
+    TypeGuards {
+        type_name: "CoverageEligibility",
+        all: Some(BILLING),
+        fields: &[],
+    },
     TypeGuards {
         type_name: "MessageThread",
         all: Some(THREAD),
@@ -132,6 +168,8 @@ pub static TABLE: &[TypeGuards] = &[
             ("appointment", Roles(PATIENT_DATA_ROLES)),
             ("inbox", Roles(PATIENT_DATA_ROLES)),
             ("thread", Roles(PATIENT_DATA_ROLES)),
+            ("billingStatements", Roles(PATIENT_DATA_ROLES)),
+            ("statement", Roles(PATIENT_DATA_ROLES)),
         ],
     },
     TypeGuards {
@@ -181,6 +219,12 @@ pub static TABLE: &[TypeGuards] = &[
             ("markThreadRead", Roles(PATIENT_DATA_ROLES)),
             ("archiveThread", Roles(PATIENT_DATA_ROLES)),
             ("retractMessage", Roles(PATIENT_DATA_ROLES)),
+            ("makePayment", Roles(PATIENT_OR_ADMIN)),
+            ("issueStatement", Roles(ADMIN)),
+            ("voidStatement", Roles(ADMIN)),
+            ("refundPayment", Roles(ADMIN)),
+            ("addCoverage", Roles(PATIENT_OR_ADMIN)),
+            ("verifyCoverage", Roles(PATIENT_OR_ADMIN)),
         ],
     },
     // Each event is loaded at delivery through the same access decision as a query.
@@ -237,6 +281,7 @@ pub static TABLE: &[TypeGuards] = &[
                 Access("access::clinical_grant, access::schedule::appointments_grant"),
             ),
             ("recordShares", Access("access::owner_or_admin_scope")),
+            ("coverages", Access("access::billing::billing_grant")),
             ("correctionRequests", Access("access::owner_or_admin_scope")),
         ],
     },

@@ -14,6 +14,7 @@ use crate::appointments::graphql::{AppointmentsMutation, AppointmentsQuery};
 use crate::appointments::live::AppointmentsSubscription;
 use crate::appointments::loaders::{CareTeams, CareTeamsByPatient, Providers, ProvidersById};
 use crate::auth::graphql::{AuthMutation, AuthQuery};
+use crate::billing::graphql::{BillingMutation, BillingQuery};
 use crate::consent::graphql::{ConsentMutation, ConsentQuery};
 use crate::graphql::{Limits, pipeline};
 use crate::messages::graphql::{
@@ -37,6 +38,7 @@ pub struct QueryRoot(
     ConsentQuery,
     AuditQuery,
     MessagesQuery,
+    BillingQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -51,6 +53,7 @@ pub struct MutationRoot(
     CorrectionsMutation,
     AccessMutation,
     MessagesMutation,
+    BillingMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -6,6 +6,7 @@ mod access;
 mod appointments;
 mod audit;
 mod auth;
+mod billing;
 mod console;
 mod corrections;
 mod hostile;

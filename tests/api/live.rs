@@ -539,3 +539,46 @@ async fn a_message_sent_on_one_instance_reaches_its_subscriber_on_another() {
         Some(4403)
     );
 }
+
+/// Redis pub/sub drops what is published while an instance is not subscribed: when its
+/// subscription comes back, its live subscriptions replay what was committed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_was_published_while_redis_was_away_is_replayed() {
+    let app = spawn_app(Backend::Postgres).await;
+    let pat = app.token(PATIENT).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let thread = patient_thread(&app, &pat, &pid).await;
+    let mut ws = ws_signed_in(&app, &pat).await;
+    subscribe(&mut ws, "1", RECEIVED, json!({ "t": thread })).await;
+    settle().await;
+    send(&app, &doc, &thread, "Demo before the loss").await;
+    let got = next_for(&mut ws, "1", Duration::from_secs(5)).await;
+    assert_eq!(
+        got.unwrap()["data"]["messageReceived"]["body"],
+        "Demo before the loss"
+    );
+    // Drop every pub/sub connection (ours among them); the instance resubscribes after a
+    // second, so what is sent right now is published to nobody.
+    let client = redis::Client::open(test_redis_url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let missed = send(&app, &doc, &thread, "Demo while away").await;
+    let got = next_for(&mut ws, "1", Duration::from_secs(6))
+        .await
+        .expect("what was sent while Redis was away was lost");
+    assert_eq!(got["data"]["messageReceived"]["id"], missed["id"]);
+    // And live again afterwards, without repeats.
+    send(&app, &doc, &thread, "Demo after").await;
+    let got = next_for(&mut ws, "1", Duration::from_secs(5)).await;
+    assert_eq!(
+        got.unwrap()["data"]["messageReceived"]["body"],
+        "Demo after"
+    );
+}

@@ -41,9 +41,11 @@ use entity::providers;
 pub trait PatientWiring {
     /// The GraphQL `Patient`.
     type Patient: OutputType;
-    /// The patient with this id, as the viewer may see them.
+    /// The patient with this id, as the viewer may see them: the request's viewer, or for a
+    /// live delivery the subscriber as of the event (`live`), decided afresh.
     fn patient(
         ctx: &Context<'_>,
+        live: Option<&Viewer>,
         patient_id: Uuid,
     ) -> impl Future<Output = AppResult<Self::Patient>> + Send;
 }
@@ -256,11 +258,26 @@ pub async fn care_team(
 #[derive(Clone)]
 pub struct Appointment {
     a: Arc<service::Appointment>,
+    /// Set for a live delivery: the subscriber as of the event (see `super::live`).
+    live: Option<Arc<Viewer>>,
 }
 
 impl From<service::Appointment> for Appointment {
     fn from(a: service::Appointment) -> Self {
-        Appointment { a: Arc::new(a) }
+        Appointment {
+            a: Arc::new(a),
+            live: None,
+        }
+    }
+}
+
+impl Appointment {
+    /// An appointment delivered live to `viewer`.
+    pub fn live(a: service::Appointment, viewer: Viewer) -> Self {
+        Appointment {
+            a: Arc::new(a),
+            live: Some(Arc::new(viewer)),
+        }
     }
 }
 
@@ -274,7 +291,8 @@ impl Appointment {
     /// may not see them).
     async fn patient(&self, ctx: &Context<'_>) -> Result<Option<PatientOfAppointment>> {
         Ok(Some(
-            <Wiring as PatientWiring>::patient(ctx, self.a.row.patient_id).await?,
+            <Wiring as PatientWiring>::patient(ctx, self.live.as_deref(), self.a.row.patient_id)
+                .await?,
         ))
     }
     /// Whom the visit is with.

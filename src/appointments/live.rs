@@ -108,7 +108,7 @@ impl Feed {
                     .detail(serde_json::json!({ "via": "subscription" })),
             )
             .await?;
-        Ok(Some(a.into()))
+        Ok(Some(Appointment::live(a, viewer)))
     }
 }
 

@@ -68,8 +68,22 @@ impl AppointmentPatients {
 impl PatientWiring for Wiring {
     type Patient = Patient;
 
-    async fn patient(ctx: &Context<'_>, patient_id: Uuid) -> AppResult<Patient> {
+    async fn patient(
+        ctx: &Context<'_>,
+        live: Option<&Viewer>,
+        patient_id: Uuid,
+    ) -> AppResult<Patient> {
         let state = ctx.state()?;
+        // A live delivery decides afresh for each event: no memo across events.
+        if let Some(viewer) = live {
+            let (row, scope) = crate::access::read_patient(state, viewer, patient_id).await?;
+            let ev = AuditEvent::by(viewer, "patient.read", "patient")
+                .scope(&scope)
+                .resource(patient_id.to_string())
+                .detail(serde_json::json!({ "via": "appointmentChanged" }));
+            state.audit.record(ev).await?;
+            return Ok(Patient::new(row, &state.keys, scope));
+        }
         let viewer = ctx.viewer()?;
         let memo = ctx
             .data::<AppointmentPatients>()

@@ -58,18 +58,6 @@ pub async fn unread_changed(state: &AppState, users: Vec<Uuid>) {
     state.stores.bus.publish(Event::Unread { to: users }).await;
 }
 
-/// The highest message `seq` so far: a subscription without `after` delivers what follows.
-async fn latest_seq(state: &AppState) -> AppResult<i64> {
-    let max: Option<i64> = messages::Entity::find()
-        .select_only()
-        .column_as(messages::Column::Seq.max(), "m")
-        .into_tuple::<Option<i64>>()
-        .one(&state.db)
-        .await?
-        .flatten();
-    Ok(max.unwrap_or(0))
-}
-
 /// One `messageReceived` subscription's state between events.
 struct Feed {
     live: LiveViewer,
@@ -275,7 +263,7 @@ impl MessagesSubscription {
         let bus = state.stores.bus.subscribe(vec![topic]);
         let (last, replay) = match after {
             Some(seq) => (seq, true),
-            None => (latest_seq(state).await?, false),
+            None => (service::latest_seq(&state.db).await?, false),
         };
         let feed = Feed {
             live: LiveViewer::new(state, viewer),

@@ -226,16 +226,21 @@ pub async fn start(
     ))
 }
 
-/// The next message `seq`: serialised by the write transaction (see the module's notes).
-async fn next_seq(tx: &WriteTxn) -> AppResult<i64> {
+/// The highest message `seq` so far (0 before the first message).
+pub async fn latest_seq(db: &impl ConnectionTrait) -> AppResult<i64> {
     let max: Option<i64> = messages::Entity::find()
         .select_only()
         .column_as(messages::Column::Seq.max(), "m")
         .into_tuple::<Option<i64>>()
-        .one(tx.conn())
+        .one(db)
         .await?
         .flatten();
-    Ok(max.unwrap_or(0) + 1)
+    Ok(max.unwrap_or(0))
+}
+
+/// The next message `seq`: serialised by the write transaction (see the module's notes).
+async fn next_seq(tx: &WriteTxn) -> AppResult<i64> {
+    Ok(latest_seq(tx.conn()).await? + 1)
 }
 
 /// Insert a message into a thread (the caller checked the grant), move the thread's

@@ -14,6 +14,7 @@ pub struct RedisStore {
     prefix: String,
     rotate: Script,
     mark_mfa: Script,
+    undo: Script,
 }
 
 /// Flip the MFA flags in place, leaving the refresh generation as it is, and tell every
@@ -48,6 +49,20 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 0
 "#;
 
+/// Take back one hit, in one step: a decrement and a delete as two commands let another
+/// instance's undo land between them on a key already gone, leaving a negative count that
+/// the next hit read as about 2^64 (every login from that address refused for the window).
+/// Nothing to take back once the window has expired.
+const UNDO_LUA: &str = r#"
+local n = tonumber(redis.call('GET', KEYS[1]))
+if not n then return 0 end
+if n <= 1 then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+return redis.call('DECR', KEYS[1])
+"#;
+
 impl RedisStore {
     pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
         use redis::IntoConnectionInfo;
@@ -68,6 +83,7 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             rotate: Script::new(ROTATE_LUA),
             mark_mfa: Script::new(MARK_MFA_LUA),
+            undo: Script::new(UNDO_LUA),
         })
     }
 
@@ -290,7 +306,8 @@ impl KvStore for RedisStore {
 impl RateLimiter for RedisStore {
     async fn hit(&self, key: &str, window: Duration) -> StoreResult<(u64, u64)> {
         let k = self.key("l", key);
-        let (count, _, ttl): (u64, i64, i64) = redis::pipe()
+        // Signed: a count is never negative now, but one must never read as 2^64 again.
+        let (count, _, ttl): (i64, i64, i64) = redis::pipe()
             .atomic()
             .incr(&k, 1)
             .cmd("EXPIRE")
@@ -300,15 +317,15 @@ impl RateLimiter for RedisStore {
             .ttl(&k)
             .query_async(&mut self.conn())
             .await?;
-        Ok((count, ttl.max(1) as u64))
+        Ok((count.max(0) as u64, ttl.max(1) as u64))
     }
 
     async fn undo(&self, key: &str) -> StoreResult<()> {
-        let k = self.key("l", key);
-        let n: i64 = self.conn().decr(&k, 1).await?;
-        if n <= 0 {
-            let _: () = self.conn().del(&k).await?;
-        }
+        let _: i64 = self
+            .undo
+            .key(self.key("l", key))
+            .invoke_async(&mut self.conn())
+            .await?;
         Ok(())
     }
 

@@ -12,6 +12,7 @@ on_both_backends!(
     access_token_expiry,
     inactivity_ends_the_session,
     failed_logins_are_throttled,
+    parallel_sign_ins_never_inflate_the_address_count,
     alias_batched_logins_count_one_by_one,
     mfa_enrolment_and_sign_in,
     mfa_required_roles_restrict_the_session,
@@ -354,4 +355,45 @@ async fn mfa_required_roles_restrict_the_session(b: Backend) {
         )
         .await;
     assert_eq!(r["data"]["patient"]["givenName"], "Testy");
+}
+
+/// Sign-ins from one address, many at once and on every instance, each counted as it starts
+/// and taken back when it succeeds: the count never exceeds what is in flight. (A decrement
+/// and a delete sent as two Redis commands once left negative counts behind, read back as
+/// about 2^64: every sign-in from that address refused for the window.)
+async fn parallel_sign_ins_never_inflate_the_address_count(b: Backend) {
+    let app = spawn_app(b).await;
+    let limits = app.state.stores.limits.clone();
+    let window = std::time::Duration::from_secs(60);
+    // Few at once, so the count often falls to zero, where an undo's delete can meet
+    // another sign-in's start.
+    const AT_ONCE: u64 = 6;
+    let tasks: Vec<_> = (0..AT_ONCE)
+        .map(|i| {
+            let limits = limits.clone();
+            tokio::spawn(async move {
+                let mut worst = 0;
+                for j in 0..400u64 {
+                    let (n, _) = limits.hit("login:ip:203.0.113.9", window).await.unwrap();
+                    worst = worst.max(n);
+                    limits.undo("login:ip:203.0.113.9").await.unwrap();
+                    if (i + j) % 3 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                worst
+            })
+        })
+        .collect();
+    let mut worst = 0;
+    for t in tasks {
+        worst = worst.max(t.await.unwrap());
+    }
+    assert!(
+        worst <= AT_ONCE,
+        "{b:?}: a count of {worst} with at most {AT_ONCE} in flight"
+    );
+    // All taken back: the next one is the first.
+    let (n, _) = limits.hit("login:ip:203.0.113.9", window).await.unwrap();
+    assert_eq!(n, 1, "{b:?}");
 }

@@ -31,6 +31,14 @@ pub enum Command {
         /// Write the new synthetic patients' ids to this file, one per line (benchmarks).
         #[arg(long, value_name = "FILE", requires = "patients")]
         ids_out: Option<std::path::PathBuf>,
+        /// Give each synthetic patient a portal account (bulk-<id>@caregraph.dev, the demo
+        /// password), a thread with the demo doctor and an open statement (benchmarks).
+        #[arg(long, requires = "patients")]
+        portal_accounts: bool,
+        /// Write the portal accounts to this file, one per line: e-mail, patient id, thread
+        /// id and statement id, separated by tabs.
+        #[arg(long, value_name = "FILE", requires = "portal_accounts")]
+        accounts_out: Option<std::path::PathBuf>,
     },
     /// Audit log tools.
     Audit {

@@ -64,7 +64,12 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::SeedDemo { patients, ids_out } => {
+        Command::SeedDemo {
+            patients,
+            ids_out,
+            portal_accounts,
+            accounts_out,
+        } => {
             let state = startup::build_state(cfg).await.map_err(|e| e.to_string())?;
             let created = seed::demo(&state).await.map_err(|e| e.to_string())?;
             eprintln!(
@@ -83,15 +88,19 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     )
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                 );
-                let mut out = match &ids_out {
-                    Some(path) => Some(std::io::BufWriter::new(
-                        std::fs::File::create(path)
-                            .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
-                    )),
-                    None => None,
+                let create = |path: &Option<std::path::PathBuf>| {
+                    path.as_ref()
+                        .map(|p| {
+                            std::fs::File::create(p)
+                                .map(std::io::BufWriter::new)
+                                .map_err(|e| format!("cannot write {}: {e}", p.display()))
+                        })
+                        .transpose()
                 };
+                let mut out = create(&ids_out)?;
+                let mut accounts = create(&accounts_out)?;
                 let mut write_error = None;
-                seed::bulk_patients(&state, patients, |n, ids| {
+                seed::bulk_patients(&state, patients, portal_accounts, |n, ids, portal| {
                     bar.set_position(n);
                     if let Some(out) = out.as_mut() {
                         for id in ids {
@@ -100,14 +109,26 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                             }
                         }
                     }
+                    if let Some(out) = accounts.as_mut() {
+                        for a in portal {
+                            let line = format!(
+                                "{}\t{}\t{}\t{}",
+                                a.email, a.patient, a.thread, a.statement
+                            );
+                            if let Err(e) = writeln!(out, "{line}") {
+                                write_error.get_or_insert(e);
+                            }
+                        }
+                    }
                 })
                 .await
                 .map_err(|e| e.to_string())?;
                 bar.finish();
-                if let Some(mut out) = out
-                    && let Some(e) = write_error.or_else(|| out.flush().err())
-                {
-                    return Err(format!("cannot write the patient ids: {e}"));
+                for out in [out, accounts].into_iter().flatten() {
+                    let mut out = out;
+                    if let Some(e) = write_error.take().or_else(|| out.flush().err()) {
+                        return Err(format!("cannot write the seeded ids: {e}"));
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)

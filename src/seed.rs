@@ -238,7 +238,7 @@ async fn demo_thread(
     doctor_user: Uuid,
     now: chrono::DateTime<Utc>,
 ) -> AppResult<usize> {
-    use crate::messages::service::{seal_body, seal_subject};
+    use crate::messages::service::seal_body;
     use entity::{message_threads, messages, thread_participants};
     let said = [
         (
@@ -262,28 +262,21 @@ async fn demo_thread(
     ];
     let thread = Uuid::new_v4();
     let at = |hours_ago: i64| now - chrono::Duration::hours(hours_ago);
-    message_threads::Entity::insert(message_threads::ActiveModel {
-        id: Set(thread),
-        patient_id: Set(patient),
-        subject_enc: Set(seal_subject(&state.keys, &thread, "Demo: my medication")?),
-        created_by: Set(patient_user),
-        created_at: Set(at(26)),
-        last_message_at: Set(at(24)),
-    })
-    .exec_without_returning(db)
-    .await?;
-    for (user, role) in [(patient_user, "PATIENT"), (doctor_user, "PROVIDER")] {
-        thread_participants::Entity::insert(thread_participants::ActiveModel {
-            thread_id: Set(thread),
-            user_id: Set(user),
-            role: Set(role.into()),
-            joined_at: Set(at(26)),
-            last_read_seq: Set(said.len() as i64),
-            archived_at: Set(None),
-        })
+    let (row, participants) = thread_rows(
+        &state.keys,
+        thread,
+        patient,
+        "Demo: my medication",
+        [(patient_user, "PATIENT"), (doctor_user, "PROVIDER")],
+        (at(26), at(24)),
+        said.len() as i64,
+    )?;
+    message_threads::Entity::insert(row)
         .exec_without_returning(db)
         .await?;
-    }
+    thread_participants::Entity::insert_many(participants)
+        .exec_without_returning(db)
+        .await?;
     for (seq, (sender, role, body, hours_ago)) in said.iter().enumerate() {
         let id = Uuid::new_v4();
         messages::Entity::insert(messages::ActiveModel {
@@ -311,7 +304,7 @@ async fn demo_billing(
     patient_user: Uuid,
     now: chrono::DateTime<Utc>,
 ) -> AppResult<()> {
-    use crate::billing::service::{LineItem, seal_lines, seal_member_id};
+    use crate::billing::service::{LineItem, seal_member_id};
     use entity::{billing_statements, coverages, ledger_entries};
     let today = now.date_naive();
     let lines = [
@@ -328,35 +321,13 @@ async fn demo_billing(
             amount_cents: 4_250,
         },
     ];
-    let total: i64 = lines.iter().map(|l| l.amount_cents).sum();
-    let id = Uuid::new_v4();
-    billing_statements::Entity::insert(billing_statements::ActiveModel {
-        id: Set(id),
-        patient_id: Set(patient),
-        issued_on: Set(today - chrono::Duration::days(5)),
-        due_on: Set(today + chrono::Duration::days(25)),
-        currency: Set("USD".into()),
-        total_cents: Set(total),
-        lines_enc: Set(seal_lines(&state.keys, &id, &lines)?),
-        status: Set("OPEN".into()),
-        void_reason_enc: Set(None),
-        created_by: Set(patient_user),
-        created_at: Set(now),
-    })
-    .exec_without_returning(db)
-    .await?;
-    ledger_entries::Entity::insert(ledger_entries::ActiveModel {
-        id: Set(Uuid::new_v4()),
-        statement_id: Set(id),
-        patient_id: Set(patient),
-        kind: Set("CHARGE".into()),
-        amount_cents: Set(total),
-        payment_id: Set(None),
-        created_by: Set(patient_user),
-        created_at: Set(now),
-    })
-    .exec_without_returning(db)
-    .await?;
+    let (statement, charge) = statement_rows(&state.keys, patient, &lines, patient_user, now)?;
+    billing_statements::Entity::insert(statement)
+        .exec_without_returning(db)
+        .await?;
+    ledger_entries::Entity::insert(charge)
+        .exec_without_returning(db)
+        .await?;
     let cov = Uuid::new_v4();
     coverages::Entity::insert(coverages::ActiveModel {
         id: Set(cov),
@@ -374,6 +345,84 @@ async fn demo_billing(
     .exec_without_returning(db)
     .await?;
     Ok(())
+}
+
+/// A thread's row and its participants' rows: created and last written at `when`, read by
+/// every participant up to `read_up_to`.
+fn thread_rows(
+    keys: &crate::crypto::KeyRing,
+    thread: Uuid,
+    patient: Uuid,
+    subject: &str,
+    participants: [(Uuid, &str); 2],
+    when: (DateTime<Utc>, DateTime<Utc>),
+    read_up_to: i64,
+) -> AppResult<(
+    entity::message_threads::ActiveModel,
+    Vec<entity::thread_participants::ActiveModel>,
+)> {
+    use crate::messages::service::seal_subject;
+    let (created, last) = when;
+    let row = entity::message_threads::ActiveModel {
+        id: Set(thread),
+        patient_id: Set(patient),
+        subject_enc: Set(seal_subject(keys, &thread, subject)?),
+        created_by: Set(participants[0].0),
+        created_at: Set(created),
+        last_message_at: Set(last),
+    };
+    let members = participants
+        .iter()
+        .map(|(user, role)| entity::thread_participants::ActiveModel {
+            thread_id: Set(thread),
+            user_id: Set(*user),
+            role: Set((*role).into()),
+            joined_at: Set(created),
+            last_read_seq: Set(read_up_to),
+            archived_at: Set(None),
+        })
+        .collect();
+    Ok((row, members))
+}
+
+/// An open statement issued five days ago, due in 25, with its one charge on the ledger.
+fn statement_rows(
+    keys: &crate::crypto::KeyRing,
+    patient: Uuid,
+    lines: &[crate::billing::service::LineItem],
+    created_by: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<(
+    entity::billing_statements::ActiveModel,
+    entity::ledger_entries::ActiveModel,
+)> {
+    let today = now.date_naive();
+    let total: i64 = lines.iter().map(|l| l.amount_cents).sum();
+    let id = Uuid::new_v4();
+    let statement = entity::billing_statements::ActiveModel {
+        id: Set(id),
+        patient_id: Set(patient),
+        issued_on: Set(today - chrono::Duration::days(5)),
+        due_on: Set(today + chrono::Duration::days(25)),
+        currency: Set("USD".into()),
+        total_cents: Set(total),
+        lines_enc: Set(crate::billing::service::seal_lines(keys, &id, lines)?),
+        status: Set("OPEN".into()),
+        void_reason_enc: Set(None),
+        created_by: Set(created_by),
+        created_at: Set(now),
+    };
+    let charge = entity::ledger_entries::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        statement_id: Set(id),
+        patient_id: Set(patient),
+        kind: Set("CHARGE".into()),
+        amount_cents: Set(total),
+        payment_id: Set(None),
+        created_by: Set(created_by),
+        created_at: Set(now),
+    };
+    Ok((statement, charge))
 }
 
 /// The demo doctor's week: Monday to Friday, 09:00–12:00 and 13:00–17:00 in Berlin,
@@ -897,13 +946,26 @@ fn day(t: DateTime<Utc>) -> DateTime<Utc> {
     t.date_naive().and_time(chrono::NaiveTime::MIN).and_utc()
 }
 
+/// A synthetic patient's portal account ([`bulk_patients`] with `portal`): signs in with
+/// [`DEMO_PASSWORD`], and has a thread with the demo doctor and an open statement.
+#[derive(Clone, Debug)]
+pub struct PortalAccount {
+    pub email: String,
+    pub patient: Uuid,
+    pub thread: Uuid,
+    pub statement: Uuid,
+}
+
 /// Add `n` synthetic patients on the demo doctor's care team with full clinical consent,
 /// written exactly as the API writes them (encrypted fields, blind indexes), in batches,
-/// each with a chart and visits with the demo doctor ([`bulk_chart`]).
+/// each with a chart and visits with the demo doctor ([`bulk_chart`]). With `portal`, each
+/// also gets a [`PortalAccount`]. `progress` hears, after each batch, how many are done and
+/// the batch's patient ids and accounts.
 pub async fn bulk_patients(
     state: &AppState,
     n: u64,
-    mut progress: impl FnMut(u64, &[Uuid]),
+    portal: bool,
+    mut progress: impl FnMut(u64, &[Uuid], &[PortalAccount]),
 ) -> AppResult<()> {
     use sea_orm::{ColumnTrait, QueryFilter};
     if state.cfg.is_production() {
@@ -926,6 +988,16 @@ pub async fn bulk_patients(
         .ok_or_else(|| AppError::internal_msg("demo doctor has no provider id"))?;
     let scopes = ConsentScope::join(&ConsentScope::CLINICAL);
     let mut grid = VisitGrid::load(&state.db, doctor, Utc::now()).await?;
+    // One hash for every synthetic account (they share the demo password): hashing each
+    // would cost 10,000 accounts minutes at the production parameters.
+    let password_hash = if portal {
+        state
+            .passwords
+            .hash(&SecretString::from(DEMO_PASSWORD.to_owned()))
+            .await?
+    } else {
+        String::new()
+    };
     // Patients a transaction. Random keys put each batch's rows on pages all over every
     // index, and each commit writes those pages to the WAL and back: fewer, larger batches
     // cost less (10,000 patients on SQLite: 2.7 s at 500 a batch, 1.9 s at 2,000, 2.2 s at
@@ -939,6 +1011,7 @@ pub async fn bulk_patients(
         let mut cons = Vec::with_capacity(size as usize);
         let mut ids = Vec::with_capacity(size as usize);
         let mut charts = BulkCharts::default();
+        let mut accounts = BulkAccounts::default();
         let now = Utc::now();
         let author = Author {
             user: doctor_user.id,
@@ -1007,6 +1080,9 @@ pub async fn bulk_patients(
                     grid.next_past(),
                     [first[i], second[i]],
                 )?;
+                if portal {
+                    accounts.add(state, id, &password_hash, doctor_user.id, now)?;
+                }
             }
         }
         let mut tx = WriteTxn::begin(&state.db).await?;
@@ -1028,15 +1104,82 @@ pub async fn bulk_patients(
         insert_chunked(db, charts.versions, 1000).await?;
         insert_chunked(db, charts.blobs, 1000).await?;
         insert_chunked(db, charts.appointments, 1000).await?;
-        tx.audit(
-            AuditEvent::new("seed.bulk_patients", "system")
-                .detail(serde_json::json!({ "patients": size })),
-        );
+        insert_chunked(db, accounts.users, 1000).await?;
+        insert_chunked(db, accounts.threads, 1000).await?;
+        insert_chunked(db, accounts.participants, 1000).await?;
+        insert_chunked(db, accounts.statements, 1000).await?;
+        insert_chunked(db, accounts.charges, 1000).await?;
+        tx.audit(AuditEvent::new("seed.bulk_patients", "system").detail(
+            serde_json::json!({ "patients": size, "portal_accounts": accounts.list.len() }),
+        ));
         tx.commit().await?;
         done += size;
-        progress(done, &ids);
+        progress(done, &ids, &accounts.list);
     }
     refresh_statistics(&state.db).await
+}
+
+/// One batch's portal accounts and their rows.
+#[derive(Default)]
+struct BulkAccounts {
+    list: Vec<PortalAccount>,
+    users: Vec<users::ActiveModel>,
+    threads: Vec<entity::message_threads::ActiveModel>,
+    participants: Vec<entity::thread_participants::ActiveModel>,
+    statements: Vec<entity::billing_statements::ActiveModel>,
+    charges: Vec<entity::ledger_entries::ActiveModel>,
+}
+
+impl BulkAccounts {
+    fn add(
+        &mut self,
+        state: &AppState,
+        patient: Uuid,
+        password_hash: &str,
+        doctor_user: Uuid,
+        now: DateTime<Utc>,
+    ) -> AppResult<()> {
+        let user = Uuid::new_v4();
+        let email = format!("bulk-{}@caregraph.dev", &patient.simple().to_string()[..12]);
+        self.users.push(crate::auth::service::user_row(
+            state,
+            user,
+            &email,
+            password_hash.to_owned(),
+            Role::Patient,
+            Some(patient),
+            None,
+        )?);
+        let thread = Uuid::new_v4();
+        let (row, members) = thread_rows(
+            &state.keys,
+            thread,
+            patient,
+            "Synthetic: questions for my doctor",
+            [(user, "PATIENT"), (doctor_user, "PROVIDER")],
+            (now, now),
+            0,
+        )?;
+        self.threads.push(row);
+        self.participants.extend(members);
+        let lines = [crate::billing::service::LineItem {
+            service_date: now.date_naive() - chrono::Duration::days(7),
+            description: "Synthetic office visit".into(),
+            code: "99213".into(),
+            amount_cents: 12_500,
+        }];
+        let (statement, charge) = statement_rows(&state.keys, patient, &lines, user, now)?;
+        let statement_id = *statement.id.as_ref();
+        self.statements.push(statement);
+        self.charges.push(charge);
+        self.list.push(PortalAccount {
+            email,
+            patient,
+            thread,
+            statement: statement_id,
+        });
+        Ok(())
+    }
 }
 
 /// 64 MiB of page cache (a negative size is in KiB). 256 MiB measured no better.
@@ -1066,7 +1209,8 @@ async fn refresh_statistics(db: &sea_orm::DatabaseConnection) -> AppResult<()> {
     let sql = match db.get_database_backend() {
         sea_orm::DbBackend::Postgres => {
             "VACUUM (ANALYZE) patients, care_team, consents, medical_records, \
-             medical_record_versions, record_blobs, appointments"
+             medical_record_versions, record_blobs, appointments, users, message_threads, \
+             thread_participants, billing_statements, ledger_entries"
         }
         _ => "ANALYZE",
     };

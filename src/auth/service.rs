@@ -541,8 +541,33 @@ pub async fn create_user(
     provider_id: Option<Uuid>,
 ) -> AppResult<Uuid> {
     let id = Uuid::new_v4();
+    user_row(
+        state,
+        id,
+        email,
+        password_hash,
+        role,
+        patient_id,
+        provider_id,
+    )?
+    .insert(db)
+    .await?;
+    Ok(id)
+}
+
+/// A new account's row (e-mail sealed and blind-indexed), for [`create_user`] and bulk
+/// loads.
+pub fn user_row(
+    state: &AppState,
+    id: Uuid,
+    email: &str,
+    password_hash: String,
+    role: Role,
+    patient_id: Option<Uuid>,
+    provider_id: Option<Uuid>,
+) -> AppResult<users::ActiveModel> {
     let email = normalize_email(email);
-    users::ActiveModel {
+    Ok(users::ActiveModel {
         id: Set(id),
         email_bidx: Set(user_email_index(state, &email)),
         email_enc: Set(state.keys.seal_str(
@@ -561,10 +586,7 @@ pub async fn create_user(
         mfa_secret_enc: Set(None),
         mfa_pending_enc: Set(None),
         created_at: Set(Utc::now()),
-    }
-    .insert(db)
-    .await?;
-    Ok(id)
+    })
 }
 
 /// The signed-in user's own e-mail address.

@@ -1337,9 +1337,11 @@ const PAGE: &str = "query($p: ID!, $s: AppointmentStatus, $from: DateTime, $to: 
 async fn concurrent_pages_of_appointments_stay_apart(b: Backend) {
     let app = spawn_app(b).await;
     let mut bulk: Vec<uuid::Uuid> = Vec::new();
-    caregraph::seed::bulk_patients(&app.state, 4, |_, ids| bulk.extend_from_slice(ids))
-        .await
-        .unwrap();
+    caregraph::seed::bulk_patients(&app.state, 4, false, |_, ids, _| {
+        bulk.extend_from_slice(ids)
+    })
+    .await
+    .unwrap();
     let ids = ids(&app).await;
     let doc = app.token(DOCTOR).await;
     let now = Utc::now();

@@ -20,6 +20,7 @@ on_both_backends!(
     a_lost_gateway_answer_is_reconciled_without_charging_again,
     admins_issue_void_and_refund,
     coverage_and_eligibility,
+    synthetic_portal_accounts_reach_their_own_thread_and_statement,
 );
 
 const STATEMENTS: &str = "query($p: ID!, $s: StatementStatus) { billingStatements(patientId: $p, status: $s) { edges { node { id status currency totalCents balanceCents lineItems { code description amountCents serviceDate } payments { id status amountCents } } } } }";
@@ -376,4 +377,57 @@ async fn coverage_and_eligibility(b: Backend) {
     {
         assert!(!String::from_utf8_lossy(&row.lines_enc).contains("99213"));
     }
+}
+
+/// `seed-demo --portal-accounts` (the benchmarks' patients): a synthetic patient signs in
+/// with the demo password, finds their one thread with the demo doctor and their open
+/// statement, and pays it; the doctor writes to the thread; another synthetic patient gets
+/// NOT_FOUND for both.
+async fn synthetic_portal_accounts_reach_their_own_thread_and_statement(b: Backend) {
+    let app = spawn_app(b).await;
+    let mut accounts = Vec::new();
+    caregraph::seed::bulk_patients(&app.state, 2, true, |_, _, a| accounts.extend_from_slice(a))
+        .await
+        .unwrap();
+    assert_eq!(accounts.len(), 2);
+    let (mine, other) = (&accounts[0], &accounts[1]);
+    let tok = app.token(&mine.email).await;
+    let r = app.gql(Some(&tok), crate::messages::INBOX, json!({})).await;
+    let threads = r["data"]["inbox"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(threads.len(), 1, "{r}");
+    assert_eq!(threads[0]["node"]["id"], mine.thread.to_string(), "{r}");
+    let (st, bal) = open_statement(&app, &tok, &mine.patient.to_string()).await;
+    assert_eq!(
+        (st.as_str(), bal),
+        (mine.statement.to_string().as_str(), 12_500)
+    );
+    let r = pay(&app, &tok, &st, 100, "tok_sandbox_approve", "synthetic-1").await;
+    assert_eq!(r["data"]["makePayment"]["status"], "SUCCEEDED", "{r}");
+    assert_eq!(balance(&app, &tok, &st).await, 12_400);
+
+    let doc = app.token(DOCTOR).await;
+    let r = app
+        .gql(
+            Some(&doc),
+            crate::messages::SEND,
+            json!({ "t": mine.thread.to_string(), "b": "Synthetic reply" }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+
+    let stranger = app.token(&other.email).await;
+    let r = app
+        .gql(Some(&stranger), STATEMENT, json!({ "id": st }))
+        .await;
+    assert_eq!(code(&r), Some("NOT_FOUND"), "{r}");
+    let r = app
+        .gql(
+            Some(&stranger),
+            crate::messages::THREAD,
+            json!({ "id": mine.thread.to_string() }),
+        )
+        .await;
+    assert_eq!(code(&r), Some("NOT_FOUND"), "{r}");
 }

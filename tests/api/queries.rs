@@ -42,7 +42,7 @@ async fn a_patient_read_is_one_query_plus_the_audit_batch(b: Backend) {
 
 async fn listing_patients_costs_a_constant_number_of_queries(b: Backend) {
     let app = spawn_app(b).await;
-    caregraph::seed::bulk_patients(&app.state, 60, |_, _| {})
+    caregraph::seed::bulk_patients(&app.state, 60, false, |_, _, _| {})
         .await
         .unwrap();
     let t = app.token(DOCTOR).await;

@@ -139,9 +139,11 @@ async fn a_page_of_records_costs_the_same_for_5_and_50(b: Backend) {
 async fn appointments_of_a_page_of_patients_are_batched(b: Backend) {
     let app = spawn_app(b).await;
     let mut bulk: Vec<Uuid> = Vec::new();
-    caregraph::seed::bulk_patients(&app.state, 30, |_, ids| bulk.extend_from_slice(ids))
-        .await
-        .unwrap();
+    caregraph::seed::bulk_patients(&app.state, 30, false, |_, ids, _| {
+        bulk.extend_from_slice(ids)
+    })
+    .await
+    .unwrap();
     let doc = app.token(DOCTOR).await;
     // Once unmeasured, as above.
     let r = app.gql(Some(&doc), PATIENT_VISITS, json!({ "n": 5 })).await;
@@ -188,9 +190,11 @@ async fn appointments_of_a_page_of_patients_are_batched(b: Backend) {
 async fn medications_and_allergies_of_a_page_of_patients_are_batched(b: Backend) {
     let app = spawn_app(b).await;
     let mut bulk: Vec<Uuid> = Vec::new();
-    caregraph::seed::bulk_patients(&app.state, 30, |_, ids| bulk.extend_from_slice(ids))
-        .await
-        .unwrap();
+    caregraph::seed::bulk_patients(&app.state, 30, false, |_, ids, _| {
+        bulk.extend_from_slice(ids)
+    })
+    .await
+    .unwrap();
     assert_eq!(bulk.len(), 30);
     let doc = app.token(DOCTOR).await;
     // The bulk seed gives every patient two medications (one of them stopped) and an
@@ -436,9 +440,11 @@ async fn the_home_screen_costs_the_same_for_3_and_30_appointments_and_records(b:
     let counted = consent_lookups::install();
     let app = spawn_app(b).await;
     let mut bulk: Vec<Uuid> = Vec::new();
-    caregraph::seed::bulk_patients(&app.state, 1, |_, ids| bulk.extend_from_slice(ids))
-        .await
-        .unwrap();
+    caregraph::seed::bulk_patients(&app.state, 1, false, |_, ids, _| {
+        bulk.extend_from_slice(ids)
+    })
+    .await
+    .unwrap();
     let pid = bulk[0].to_string();
     let doc = app.token(DOCTOR).await;
     let vars = json!({ "id": pid, "now": Utc::now().to_rfc3339() });

@@ -75,6 +75,8 @@ pub struct Config {
     pub max_authenticated_body_bytes: usize,
     pub query_depth_limit: usize,
     pub query_complexity_limit: usize,
+    /// How long one operation (or one subscription event) may take to resolve.
+    pub request_time_limit: Duration,
     pub audit_queue: usize,
     pub log_json: bool,
     /// Browser origins allowed to call the API (CORS); none by default.
@@ -218,6 +220,7 @@ impl Config {
                 .parse("MAX_AUTHENTICATED_BODY_BYTES", 2 * 1024 * 1024)?,
             query_depth_limit: v.parse("QUERY_DEPTH_LIMIT", 12)?,
             query_complexity_limit: v.parse("QUERY_COMPLEXITY_LIMIT", 1000)?,
+            request_time_limit: Duration::from_millis(v.parse("REQUEST_TIME_LIMIT_MS", 10_000)?),
             audit_queue: v.parse("AUDIT_QUEUE", 16_384)?,
             log_json: v.get("LOG_FORMAT").map(|f| f == "json").unwrap_or(prod),
             public_url: v.get("PUBLIC_URL").map(str::to_owned),
@@ -256,6 +259,9 @@ impl Config {
                 "PUBLIC_URL",
                 "expected an http:// or https:// URL, e.g. https://portal-api.example.org",
             ));
+        }
+        if cfg.request_time_limit.is_zero() {
+            return Err(invalid("REQUEST_TIME_LIMIT_MS", "must be at least 1"));
         }
         if cfg.access_token_ttl.is_zero() || cfg.session_idle.is_zero() {
             return Err(invalid(

@@ -21,7 +21,8 @@ pub struct Limits {
     pub introspection: bool,
     /// Bounds checked before the text is parsed and before the document is expanded.
     pub shape: limits::ShapeLimits,
-    /// Execution stops at the next field once a request has run this long.
+    /// Execution stops at the next field once a request (or one event of a subscription)
+    /// has run this long.
     pub deadline: std::time::Duration,
     /// "Did you mean …" for signed-in callers; off in production.
     pub suggestions: bool,
@@ -48,6 +49,7 @@ impl Limits {
             complexity: cfg.query_complexity_limit,
             introspection: cfg.introspection,
             suggestions: !cfg.is_production(),
+            deadline: cfg.request_time_limit,
             ..Limits::default()
         }
     }

@@ -8,7 +8,7 @@
 //! as a boxed future, whether the extension does anything there or not. One extension
 //! instead of several halves that cost; the concerns stay in their own modules.
 use std::any::TypeId;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -55,7 +55,9 @@ impl ExtensionFactory for Pipeline {
             cache: self.cache.request(),
             cfg: self.cfg,
             guards: self.guards,
-            deadline: OnceLock::new(),
+            base: Instant::now(),
+            deadline_ns: AtomicU64::new(0),
+            subscription: AtomicBool::new(false),
             suggestions: Arc::default(),
             counted: AtomicBool::new(false),
         })
@@ -66,11 +68,30 @@ struct PipelineExt {
     cache: RequestCache,
     cfg: Limits,
     guards: &'static FieldGuards,
-    deadline: OnceLock<Instant>,
+    /// When this request's extension was made: deadlines are kept as nanoseconds after it.
+    base: Instant,
+    /// The deadline of what is resolving now, in nanoseconds after `base` (0: none yet). Set
+    /// when the request is prepared and, for a subscription, again as each event starts: a
+    /// subscription lives for hours, and each event gets the whole budget.
+    deadline_ns: AtomicU64,
+    /// A subscription: every event is its own execution.
+    subscription: AtomicBool,
     /// Decided once the request's viewer is known; read when its errors are cleaned up.
     suggestions: Arc<OnceLock<bool>>,
     /// Whether this request was counted as unauthenticated (see `deny_by_default`).
     counted: AtomicBool,
+}
+
+impl PipelineExt {
+    /// What resolves from now on has the whole time budget.
+    fn start_clock(&self) {
+        let at = nanos(self.base.elapsed() + self.cfg.deadline).max(1);
+        self.deadline_ns.store(at, Ordering::Relaxed);
+    }
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn signed_in(request: &Request) -> bool {
@@ -99,6 +120,9 @@ impl Extension for PipelineExt {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
+        if self.subscription.load(Ordering::Relaxed) {
+            self.start_clock();
+        }
         let reads = Arc::new(ReadAudit::default());
         let mut data = Data::default();
         data.insert(reads.clone());
@@ -128,6 +152,7 @@ impl Extension for PipelineExt {
         stream: BoxStream<'s, Response>,
         next: NextSubscribe<'_>,
     ) -> BoxStream<'s, Response> {
+        self.subscription.store(true, Ordering::Relaxed);
         let suggestions = self.suggestions.clone();
         next.run(ctx, stream)
             .map(move |mut resp| {
@@ -146,7 +171,7 @@ impl Extension for PipelineExt {
         // The rest of the chain first (the websocket's viewer), then the limits, right
         // before async-graphql would parse the text.
         let mut request = next.run(ctx, request).await?;
-        let _ = self.deadline.set(Instant::now() + self.cfg.deadline);
+        self.start_clock();
         let _ = self
             .suggestions
             .set(self.cfg.suggestions && signed_in(&request));
@@ -169,7 +194,8 @@ impl Extension for PipelineExt {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
-        if self.deadline.get().is_some_and(|d| Instant::now() > *d) {
+        let deadline = self.deadline_ns.load(Ordering::Relaxed);
+        if deadline != 0 && nanos(self.base.elapsed()) > deadline {
             return Err(Refusal::time().into());
         }
         deny_by_default::resolve(ctx, info, next, &self.counted, self.guards).await

@@ -21,6 +21,7 @@ on_both_backends!(
     unread_counts_and_appointments_are_live,
     sockets_follow_their_session,
     the_protocol_is_kept,
+    events_long_after_the_subscription_began_still_resolve,
 );
 
 const RECEIVED: &str = "subscription($t: ID, $after: String) { messageReceived(threadId: $t, after: $after) { id threadId body cursor sender { role } } }";
@@ -581,4 +582,35 @@ async fn what_was_published_while_redis_was_away_is_replayed() {
         got.unwrap()["data"]["messageReceived"]["body"],
         "Demo after"
     );
+}
+
+/// The time limit bounds each event, not the subscription's life: an event that arrives
+/// after the limit has passed since the subscription began resolves in full (it was refused
+/// as "took too long" once, so every socket went deaf ten seconds after it subscribed).
+async fn events_long_after_the_subscription_began_still_resolve(b: Backend) {
+    let app = spawn_app_with(b, |v| {
+        v.insert("REQUEST_TIME_LIMIT_MS".into(), "700".into());
+    })
+    .await;
+    let pat = app.token(PATIENT).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let thread = patient_thread(&app, &pat, &pid).await;
+    let mut patient = ws_signed_in(&app, &pat).await;
+    subscribe(&mut patient, "one", RECEIVED, json!({ "t": thread })).await;
+    for round in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let sent = send(
+            &app,
+            &doc,
+            &thread,
+            &format!("Demo, a while later ({round})"),
+        )
+        .await;
+        let got = next_for(&mut patient, "one", Duration::from_secs(5))
+            .await
+            .expect("delivered");
+        assert!(got["errors"].is_null(), "{b:?}: {got}");
+        assert_eq!(got["data"]["messageReceived"]["id"], sent["id"], "{got}");
+    }
 }

@@ -5,20 +5,20 @@
 // bench/results/results.jsonl.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hostile } from './hostile.mjs';
+import { cpuUs, dbUrl as dbUrlOf, gql, median, memKb, postgresCpuUs, psql, redisCleanup as redisCleanupOf, run, sleep, waitHttp } from './lib.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = path.join(root, 'target/release/caregraph');
 
 /** The workloads, as bench/README.md names them. */
-const WORKLOADS = ['a', 'b', 'c', 'd', 'e', 'f', 'h'];
+const WORKLOADS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
 
 function parseArgs(argv) {
-  const o = { patients: 100000, duration: 10, warmup: 3, rounds: 3, connections: 64, rate: 1000, logins: 20, smoke: false, only: null, peer: '../shared/peers/apollo', out: path.join(root, 'bench/results') };
+  const o = { patients: 100000, duration: 10, warmup: 3, rounds: 3, connections: 64, rate: 1000, logins: 20, payRate: 20, smoke: false, only: null, peer: '../shared/peers/apollo', out: path.join(root, 'bench/results') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => argv[++i];
@@ -29,6 +29,7 @@ function parseArgs(argv) {
     else if (a === '--rounds') o.rounds = Number(val());
     else if (a === '--connections') o.connections = Number(val());
     else if (a === '--rate') o.rate = Number(val());
+    else if (a === '--pay-rate') o.payRate = Number(val());
     else if (a === '--only') {
       const list = (val() ?? '').split(',').map((w) => w.trim().toLowerCase()).filter(Boolean);
       const unknown = list.filter((w) => !WORKLOADS.includes(w));
@@ -37,18 +38,19 @@ function parseArgs(argv) {
     } else if (a === '--peer') o.peer = val();
     else if (a === '--out') o.out = val();
     else if (a === '--help' || a === '-h') {
-      console.log(`usage: bench/run.sh [--patients N] [--duration S] [--warmup S] [--rounds R] [--connections C] [--rate RPS] [--only a,f] [--smoke]
+      console.log(`usage: bench/run.sh [--patients N] [--duration S] [--warmup S] [--rounds R] [--connections C] [--rate RPS] [--pay-rate RPS] [--only a,f] [--smoke]
   --patients     synthetic patients seeded into each Caregraph database (default 100000)
   --duration     seconds per measured run (default 10); --warmup seconds before it (default 3)
   --rounds       rounds per workload, servers alternating (default 3); tables show medians
   --connections  closed-loop connections (default 64); --rate fixed offered rate (default 1000)
+  --pay-rate     (g): makePayment calls a second behind the fixed-rate reads (default 20)
   --only         run only these workloads, comma-separated (${WORKLOADS.join(', ')}; default all); the
                  peer and the SQLite server are started only when a selected workload uses them
   --smoke        tiny data and 2-second runs: proves the benchmark still works (CI)`);
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (see --help)`);
   }
-  if (o.smoke) Object.assign(o, { patients: Math.min(o.patients, 1500), duration: 2, warmup: 1, rounds: 1, rate: 300 });
+  if (o.smoke) Object.assign(o, { patients: Math.min(o.patients, 1500), duration: 2, warmup: 1, rounds: 1, rate: 300, payRate: 10 });
   o.peer = path.resolve(root, o.peer);
   return o;
 }
@@ -63,111 +65,8 @@ const log = (...a) => console.error('bench:', ...a);
 const children = [];
 process.on('exit', () => children.forEach((c) => { try { c.kill('SIGTERM'); } catch {} }));
 process.on('SIGINT', () => process.exit(130));
-
-// ---------- helpers ----------
-function dbUrl(name) {
-  const u = new URL(admin);
-  u.pathname = '/' + name;
-  return u.toString();
-}
-function psql(url, sql) {
-  const r = spawnSync('psql', [url, '-v', 'ON_ERROR_STOP=1', '-Atq', '-c', sql], { encoding: 'utf8', maxBuffer: 1 << 30 });
-  if (r.status !== 0) throw new Error(`psql failed: ${r.stderr}`);
-  return r.stdout.trim();
-}
-function run(cmd, args, env = {}, { quiet = false } = {}) {
-  const r = spawnSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', quiet ? 'pipe' : 'inherit'], maxBuffer: 1 << 30 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr ?? ''}`);
-  return r.stdout;
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN; };
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
-
-function statFields(pid) {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on
-}
-/** CPU time of a process in µs (user + system). */
-function cpuUs(pid) {
-  try {
-    const f = statFields(pid);
-    return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
-  } catch { return 0; }
-}
-/** CPU time of the PostgreSQL server in µs: every live server process, plus what exited
- * backends left in their postmaster's children totals (so connections that come and go
- * during a run are neither lost nor counted negative). */
-function postgresCpuUs() {
-  const comm = (p) => { try { return fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim(); } catch { return ''; } };
-  let total = 0;
-  for (const p of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(p) || comm(p) !== 'postgres') continue;
-    try {
-      const f = statFields(p);
-      total += ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
-      if (comm(f[1]) !== 'postgres') total += ((Number(f[13]) + Number(f[14])) * 1e6) / CLK_TCK; // postmaster: reaped children
-    } catch {}
-  }
-  return total;
-}
-function memKb(pid, field) {
-  try {
-    const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`${field}:\\s+(\\d+)`));
-    return m ? Number(m[1]) : NaN;
-  } catch { return NaN; }
-}
-
-async function waitHttp(url, body, headers = {}, timeoutMs = 60000) {
-  const t0 = Date.now();
-  for (;;) {
-    try {
-      const r = await fetch(url, { method: body ? 'POST' : 'GET', headers: { 'content-type': 'application/json', ...headers }, body });
-      if (r.ok) return;
-    } catch {}
-    if (Date.now() - t0 > timeoutMs) throw new Error(`${url} did not come up`);
-    await sleep(200);
-  }
-}
-
-async function gql(url, query, variables, token) {
-  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify({ query, variables }) });
-  const j = await r.json();
-  if (j.errors) throw new Error(`${query.slice(0, 40)}…: ${JSON.stringify(j.errors)}`);
-  return j.data;
-}
-
-/** Delete this run's Redis keys: a minimal RESP client (SCAN + DEL), no dependencies. */
-async function redisCleanup(prefix) {
-  const u = new URL(redisUrl);
-  const sock = net.connect(Number(u.port || 6379), u.hostname);
-  let buf = '';
-  sock.setEncoding('utf8');
-  const cmd = (...args) => new Promise((resolve) => {
-    buf = '';
-    const onData = (d) => { buf += d; if (complete(buf)) { sock.off('data', onData); resolve(buf); } };
-    sock.on('data', onData);
-    sock.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join(''));
-  });
-  const complete = (s) => { try { parse(s, 0); return true; } catch { return false; } };
-  function parse(s, i) {
-    const end = s.indexOf('\r\n', i); if (end < 0) throw 0;
-    const t = s[i], line = s.slice(i + 1, end);
-    if (t === '+' || t === '-' || t === ':') return [line, end + 2];
-    if (t === '$') { const n = Number(line); if (n < 0) return [null, end + 2]; if (s.length < end + 2 + n + 2) throw 0; return [s.substr(end + 2, n), end + 4 + n]; }
-    if (t === '*') { let j = end + 2; const out = []; for (let k = 0; k < Number(line); k++) { const [v, nj] = parse(s, j); out.push(v); j = nj; } return [out, j]; }
-    throw 0;
-  }
-  await new Promise((r) => sock.once('connect', r));
-  let cursor = '0', deleted = 0;
-  do {
-    const [[next, keys]] = parse(await cmd('SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', '1000'), 0);
-    cursor = next;
-    if (keys.length) { await cmd('DEL', ...keys); deleted += keys.length; }
-  } while (cursor !== '0');
-  sock.end();
-  return deleted;
-}
+const dbUrl = (name) => dbUrlOf(admin, name);
+const redisCleanup = (prefix) => redisCleanupOf(redisUrl, prefix);
 
 // ---------- servers ----------
 function startCaregraph(name, port, env) {
@@ -380,15 +279,17 @@ async function main() {
     psql(peerUrl, 'VACUUM (ANALYZE)');
   }
   const seededPg = path.join(work, 'seeded-pg.txt'), seededLite = path.join(work, 'seeded-lite.txt');
-  const seed = (name, env, file) => {
+  // (g) pays as synthetic patients: they get portal accounts (and statements) on PostgreSQL.
+  const accountsPg = path.join(work, 'accounts-pg.tsv');
+  const seed = (name, env, file, accounts) => {
     log(`seeding Caregraph on ${name}`);
     const t0 = Date.now();
-    run(BIN, ['seed-demo', '--patients', String(opt.patients), '--ids-out', file], env);
+    run(BIN, ['seed-demo', '--patients', String(opt.patients), '--ids-out', file, ...(accounts ? ['--portal-accounts', '--accounts-out', accounts] : [])], env);
     const s = (Date.now() - t0) / 1000;
     log(`seeded ${opt.patients} patients with their charts and visits on ${name} in ${f(s, 1)} s`);
     fs.appendFileSync(jsonl, JSON.stringify({ run: runId, workload: 'seed', server: name, patients: opt.patients, seconds: s }) + '\n');
   };
-  seed('PostgreSQL', pgEnv, seededPg);
+  seed('PostgreSQL', pgEnv, seededPg, want('g') && accountsPg);
   if (useLite) seed('SQLite', sqliteEnv, seededLite);
 
   const prodEnv = { ...pgEnv, APP_ENV: 'production', MFA_REQUIRED_ROLES: 'ADMIN', LOG_FORMAT: 'json' };
@@ -580,6 +481,71 @@ async function main() {
   const growths = e.map((r, i) => r.p99 / alone[i].p99);
   const growth = median(growths);
   if (want('e')) console.log(`\nread p99 with logins ÷ without: ${f(growth, 2)}× (median of the rounds: ${growths.map((g) => f(g, 2)).join(', ')}; against (a)'s median p99: ${f(median(e.map((r) => r.p99)) / median(a.Caregraph.map((r) => r.p99)), 2)}×); idle RSS after start ${f(idleRssMb, 1)} MB; peak RSS ${f(Math.max(...results.filter((r) => r.server.startsWith('Caregraph') && Number.isFinite(r.peakRssMb)).map((r) => r.peakRssMb)), 1)} MB`);
+  // (g) makePayment at a fixed rate (open loop, from this process) behind the fixed-rate
+  // reads (oha), as synthetic patients paying their own statements 1.00 at a time; then the
+  // ledger is checked for double charges and overdrawn statements.
+  const gRuns = [];
+  let ledger = null;
+  if (want('g')) {
+    const payers = fs.readFileSync(accountsPg, 'utf8').split('\n').filter(Boolean).slice(0, 50).map((l) => { const [email, , , statement] = l.split('\t'); return { email, statement }; });
+    for (const p of payers) p.token = (await gql(cg.url, LOGIN, { e: p.email, p: creds.p })).login.accessToken;
+    const PAY = 'mutation($s: ID!, $k: String!) { makePayment(statementId: $s, amountCents: 100, paymentMethodToken: "tok_sandbox_approve", idempotencyKey: $k) { id status amountCents } }';
+    let succeeded = 0, payN = 0;
+    const pay = async (i) => {
+      const p = payers[i % payers.length];
+      const t = performance.now();
+      const r = await fetch(cg.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${p.token}` }, body: JSON.stringify({ query: PAY, variables: { s: p.statement, k: `bench-${process.pid}-${i}` } }) });
+      const j = await r.json();
+      const ok = !j.errors && j.data?.makePayment?.status === 'SUCCEEDED';
+      if (ok) succeeded++;
+      return { ok, ms: performance.now() - t };
+    };
+    const payLoop = async (seconds) => {
+      const planned = Math.round(opt.payRate * seconds), out = [];
+      const t0 = performance.now();
+      for (let i = 0; i < planned;) {
+        const due = Math.min(planned, Math.floor(((performance.now() - t0) / 1000) * opt.payRate));
+        for (; i < due; i++) out.push(pay(payN++));
+        await sleep(5);
+      }
+      const done = await Promise.all(out);
+      const ms = done.map((d) => d.ms).sort((x, y) => x - y);
+      const at = (q) => ms[Math.min(ms.length - 1, Math.floor(q * ms.length))];
+      return { requests: done.length, rps: done.length / seconds, ok: done.filter((d) => d.ok).length, errors: done.filter((d) => !d.ok).length, p50: at(0.5), p90: at(0.9), p95: at(0.95), p99: at(0.99), max: ms[ms.length - 1] };
+    };
+    for (let round = 1; round <= opt.rounds; round++) {
+      await Promise.all([ohaAsync(ohaArgs(cg.url, token, WU, opt.rate, bodiesPg)), payLoop(WU)]);
+      let reads, pays;
+      const res = await measureAudited(cg, pgEnv, async () => {
+        [reads, pays] = await Promise.all([ohaAsync(ohaArgs(cg.url, token, W, opt.rate, bodiesPg)), payLoop(W)]);
+        // The audit check counts the reads' patient.read rows; CPU is over both.
+        return { ...pays, requests: pays.requests + reads.requests, ok: reads.ok };
+      }, { allowance: C });
+      const shared = { cpuUsPerReq: res.cpuUsPerReq, pgCpuUsPerReq: res.pgCpuUsPerReq, peakRssMb: res.peakRssMb, disk: res.disk };
+      const payRow = { ...pays, ...shared };
+      const readRow = { ...reads, ...shared, audit: res.audit };
+      record('g.payments', 'Caregraph', round, payRow);
+      record('g.reads', 'Caregraph', round, readRow);
+      gRuns.push({ pay: payRow, reads: readRow });
+    }
+    tables.push(table(`(g) makePayment at ${opt.payRate}/s (sandbox gateway, 1.00 each, 50 patients paying their own statements) behind patient reads at ${opt.rate} req/s; CPU per request over both`, [['makePayment', gRuns.map((r) => r.pay)], [`patient reads (${opt.rate}/s)`, gRuns.map((r) => r.reads)]]));
+    const db = pgEnv.DATABASE_URL;
+    const q = (sql) => Number(psql(db, sql));
+    ledger = {
+      succeeded,
+      payments: q("SELECT count(*) FROM payments WHERE status = 'SUCCEEDED'"),
+      charges: q("SELECT count(*) FROM sandbox_charges WHERE outcome = 'APPROVED'"),
+      ledgerPayments: q("SELECT count(*) FROM ledger_entries WHERE kind = 'PAYMENT'"),
+      doubleEntries: q("SELECT count(*) FROM (SELECT payment_id FROM ledger_entries WHERE kind = 'PAYMENT' GROUP BY payment_id HAVING count(*) > 1) x"),
+      unbacked: q("SELECT count(*) FROM payments p WHERE p.status = 'SUCCEEDED' AND NOT EXISTS (SELECT 1 FROM ledger_entries l WHERE l.payment_id = p.id AND l.kind = 'PAYMENT')"),
+      overdrawn: q('SELECT count(*) FROM (SELECT statement_id FROM ledger_entries GROUP BY statement_id HAVING sum(amount_cents) < 0) x'),
+      chargedCents: q("SELECT coalesce(sum(amount_cents), 0) FROM sandbox_charges WHERE outcome = 'APPROVED'"),
+      ledgerCents: q("SELECT coalesce(-sum(amount_cents), 0) FROM ledger_entries WHERE kind = 'PAYMENT'"),
+    };
+    ledger.ok = ledger.payments === ledger.succeeded && ledger.charges === ledger.payments && ledger.ledgerPayments === ledger.payments && ledger.doubleEntries === 0 && ledger.unbacked === 0 && ledger.overdrawn === 0 && ledger.chargedCents === ledger.ledgerCents;
+    record('g.ledger', 'Caregraph', 1, ledger);
+    console.log(`\n(g) makePayment p95 ${f(median(gRuns.map((r) => r.pay.p95)), 2)} ms (target ≤ 30); ledger afterwards: ${ledger.succeeded} SUCCEEDED answers, ${ledger.payments} SUCCEEDED payments, ${ledger.charges} approved gateway charges, ${ledger.ledgerPayments} PAYMENT entries (${ledger.doubleEntries} doubled, ${ledger.unbacked} missing), ${ledger.chargedCents} cents charged = ${ledger.ledgerCents} cents in the ledger, ${ledger.overdrawn} statements below zero: ${ledger.ok ? 'no double charge' : 'CHECK FAILED'}`);
+  }
   // (h) hostile shapes against both Caregraph servers: refused by their limits, the process
   // alive and its memory flat afterwards.
   let hostileOk = true;
@@ -592,6 +558,7 @@ async function main() {
   }
   const failed = results.filter((r) => r.audit && !r.audit.ok);
   if (!hostileOk) failed.push({ hostile: true });
+  if (ledger && !ledger.ok) failed.push({ ledger });
   fs.appendFileSync(jsonl, JSON.stringify({ run: runId, summary: true, patients: opt.patients, idleRssMb, readP99GrowthWithLogins: growth, auditFailures: failed.length }) + '\n');
 
   log(`removed ${await redisCleanup(prefix)} Redis keys`);

@@ -78,6 +78,8 @@ pub struct Config {
     /// How long one operation (or one subscription event) may take to resolve.
     pub request_time_limit: Duration,
     pub audit_queue: usize,
+    /// Deliveries one live subscription may have waiting before it is ended with RESYNC.
+    pub live_queue: usize,
     pub log_json: bool,
     /// Browser origins allowed to call the API (CORS); none by default.
     /// Where clients reach Caregraph (`PUBLIC_URL`); `https://…` turns on HSTS.
@@ -222,6 +224,7 @@ impl Config {
             query_complexity_limit: v.parse("QUERY_COMPLEXITY_LIMIT", 1000)?,
             request_time_limit: Duration::from_millis(v.parse("REQUEST_TIME_LIMIT_MS", 10_000)?),
             audit_queue: v.parse("AUDIT_QUEUE", 16_384)?,
+            live_queue: v.parse("LIVE_QUEUE", crate::stores::bus::QUEUE)?,
             log_json: v.get("LOG_FORMAT").map(|f| f == "json").unwrap_or(prod),
             public_url: v.get("PUBLIC_URL").map(str::to_owned),
             header_read_timeout: Duration::from_secs(v.parse("HEADER_READ_TIMEOUT_SECS", 10)?),
@@ -259,6 +262,9 @@ impl Config {
                 "PUBLIC_URL",
                 "expected an http:// or https:// URL, e.g. https://portal-api.example.org",
             ));
+        }
+        if cfg.live_queue == 0 {
+            return Err(invalid("LIVE_QUEUE", "must be at least 1"));
         }
         if cfg.request_time_limit.is_zero() {
             return Err(invalid("REQUEST_TIME_LIMIT_MS", "must be at least 1"));

@@ -98,12 +98,14 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), StartupError> {
 }
 
 pub async fn connect_stores(cfg: &Config) -> Result<Stores, StartupError> {
-    match &cfg.redis_url {
+    let mut stores = match &cfg.redis_url {
         Some(url) => Stores::redis(url.expose_secret(), &cfg.redis_prefix, cfg.session_cache)
             .await
-            .map_err(StartupError::Redis),
-        None => Ok(Stores::memory()),
-    }
+            .map_err(StartupError::Redis)?,
+        None => Stores::memory(),
+    };
+    stores.bus = stores.bus.with_queue(cfg.live_queue);
+    Ok(stores)
 }
 
 /// Everything but the listener: connected, migrated, ready to serve.

@@ -166,9 +166,12 @@ pub trait Transport: Send + Sync {
 pub struct Bus {
     hub: Arc<Hub>,
     transport: Option<Arc<dyn Transport>>,
+    /// Deliveries a subscription's queue holds before it is lagged.
+    queue: usize,
 }
 
-/// Most deliveries a subscription's queue holds before it is lagged.
+/// Deliveries a subscription's queue holds before it is lagged, unless configured
+/// (`LIVE_QUEUE`).
 pub const QUEUE: usize = 256;
 
 impl Bus {
@@ -177,6 +180,15 @@ impl Bus {
         Bus {
             hub: Arc::default(),
             transport: None,
+            queue: QUEUE,
+        }
+    }
+
+    /// The same bus, whose subscriptions from now on get queues of `queue` deliveries.
+    pub fn with_queue(self, queue: usize) -> Bus {
+        Bus {
+            queue: queue.max(1),
+            ..self
         }
     }
 
@@ -188,6 +200,7 @@ impl Bus {
             Bus {
                 hub: hub.clone(),
                 transport: Some(transport),
+                queue: QUEUE,
             },
             Inbound(Arc::downgrade(&hub)),
         )
@@ -214,9 +227,10 @@ impl Bus {
         }
     }
 
-    /// Receive the events of these topics, into a queue of [`QUEUE`] deliveries.
+    /// Receive the events of these topics, into a queue of this bus's size ([`QUEUE`]
+    /// unless configured).
     pub fn subscribe(&self, topics: Vec<Topic>) -> Subscription {
-        self.subscribe_with(topics, QUEUE)
+        self.subscribe_with(topics, self.queue)
     }
 
     pub fn subscribe_with(&self, mut topics: Vec<Topic>, capacity: usize) -> Subscription {
@@ -301,6 +315,7 @@ impl Inbound {
         Bus {
             hub,
             transport: None,
+            queue: QUEUE,
         }
         .session_changed(sid);
         true

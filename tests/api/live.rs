@@ -22,6 +22,7 @@ on_both_backends!(
     sockets_follow_their_session,
     the_protocol_is_kept,
     events_long_after_the_subscription_began_still_resolve,
+    a_subscription_that_falls_behind_ends_with_resync,
 );
 
 const RECEIVED: &str = "subscription($t: ID, $after: String) { messageReceived(threadId: $t, after: $after) { id threadId body cursor sender { role } } }";
@@ -613,4 +614,80 @@ async fn events_long_after_the_subscription_began_still_resolve(b: Backend) {
         assert!(got["errors"].is_null(), "{b:?}: {got}");
         assert_eq!(got["data"]["messageReceived"]["id"], sent["id"], "{got}");
     }
+}
+
+/// A subscription whose queue overflows (here `LIVE_QUEUE=2` and a burst of 200 events)
+/// is ended on the socket with RESYNC, and one subscribing again `after` its cursor gets
+/// what it missed.
+async fn a_subscription_that_falls_behind_ends_with_resync(b: Backend) {
+    use caregraph::stores::bus::Event;
+    let app = spawn_app_with(b, |v| {
+        v.insert("LIVE_QUEUE".into(), "2".into());
+    })
+    .await;
+    let pat = app.token(PATIENT).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let thread = patient_thread(&app, &pat, &pid).await;
+    let mut patient = ws_signed_in(&app, &pat).await;
+    subscribe(&mut patient, "one", RECEIVED, json!({ "t": thread })).await;
+    settle().await;
+    let first = send(&app, &doc, &thread, "Demo, before the burst").await;
+    let got = next_for(&mut patient, "one", Duration::from_secs(5))
+        .await
+        .expect("delivered");
+    assert_eq!(got["data"]["messageReceived"]["id"], first["id"], "{got}");
+    // Ids only, as a burst of sends would publish them, faster than any feed delivers.
+    let thread_id: uuid::Uuid = thread.parse().unwrap();
+    for seq in 0..200 {
+        app.state
+            .stores
+            .bus
+            .publish(Event::Message {
+                id: uuid::Uuid::new_v4(),
+                thread: thread_id,
+                seq: 1_000_000 + seq,
+                to: Vec::new(),
+            })
+            .await;
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        let left = until
+            .checked_duration_since(Instant::now())
+            .unwrap_or_else(|| panic!("{b:?}: no RESYNC within 10 s"));
+        let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(left, patient.next()).await
+        else {
+            panic!("{b:?}: the socket ended without RESYNC");
+        };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        if v["id"] != "one" {
+            continue;
+        }
+        let errors = if v["type"] == "error" {
+            v["payload"].clone()
+        } else {
+            v["payload"]["errors"].clone()
+        };
+        if let Some(code) = errors[0]["extensions"]["code"].as_str() {
+            break code.to_owned();
+        }
+    };
+    assert_eq!(code, "RESYNC", "{b:?}");
+    // Subscribing again after the last cursor seen: what was sent since arrives.
+    let missed = send(&app, &doc, &thread, "Demo, after the burst").await;
+    subscribe(
+        &mut patient,
+        "again",
+        RECEIVED,
+        json!({ "t": thread, "after": first["cursor"] }),
+    )
+    .await;
+    let got = next_for(&mut patient, "again", Duration::from_secs(5))
+        .await
+        .expect("replayed");
+    assert_eq!(
+        got["data"]["messageReceived"]["id"], missed["id"],
+        "{b:?}: {got}"
+    );
 }

@@ -58,6 +58,7 @@ impl ExtensionFactory for Pipeline {
             base: Instant::now(),
             deadline_ns: AtomicU64::new(0),
             subscription: AtomicBool::new(false),
+            mutating: AtomicBool::new(false),
             suggestions: Arc::default(),
             counted: AtomicBool::new(false),
         })
@@ -76,6 +77,10 @@ struct PipelineExt {
     deadline_ns: AtomicU64,
     /// A subscription: every event is its own execution.
     subscription: AtomicBool,
+    /// A mutation field has started. The deadline is checked before each mutation starts,
+    /// never inside one: a change that committed late is answered, not reported as a
+    /// failure that a client would retry.
+    mutating: AtomicBool,
     /// Decided once the request's viewer is known; read when its errors are cleaned up.
     suggestions: Arc<OnceLock<bool>>,
     /// Whether this request was counted as unauthenticated (see `deny_by_default`).
@@ -194,9 +199,16 @@ impl Extension for PipelineExt {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
+        let mutation = info.path_node.parent.is_none() && info.parent_type.ends_with("Mutation");
         let deadline = self.deadline_ns.load(Ordering::Relaxed);
-        if deadline != 0 && nanos(self.base.elapsed()) > deadline {
+        if (mutation || !self.mutating.load(Ordering::Relaxed))
+            && deadline != 0
+            && nanos(self.base.elapsed()) > deadline
+        {
             return Err(Refusal::time().into());
+        }
+        if mutation {
+            self.mutating.store(true, Ordering::Relaxed);
         }
         deny_by_default::resolve(ctx, info, next, &self.counted, self.guards).await
     }

@@ -16,6 +16,7 @@ on_both_backends!(
     sends_are_idempotent_and_retraction_leaves_a_stub,
     attachments_are_withheld_from_who_may_not_read_them,
     messages_are_audited_and_sealed_at_rest,
+    a_send_that_commits_after_the_time_limit_is_answered,
 );
 
 pub const START: &str = r#"mutation($p: ID!, $s: String! = "Demo question", $b: String! = "Demo: is my dose right?", $to: [ID!], $att: [ID!], $k: String) {
@@ -563,4 +564,44 @@ async fn messages_are_audited_and_sealed_at_rest(b: Backend) {
             );
         }
     }
+}
+
+/// A mutation held up past the time limit (here by another writer holding the audit head)
+/// still answers with what it committed: the limit is checked before a mutation starts,
+/// never inside it. It once answered VALIDATION "took too long" for a message it had sent,
+/// and a client retrying without a key sent it twice.
+async fn a_send_that_commits_after_the_time_limit_is_answered(b: Backend) {
+    let app = spawn_app_with(b, |v| {
+        v.insert("REQUEST_TIME_LIMIT_MS".into(), "500".into());
+    })
+    .await;
+    let pat = app.token(PATIENT).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let thread = patient_thread(&app, &pat, &pid).await;
+    let held = caregraph::audit::WriteTxn::begin(&app.state.db)
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        held.commit().await.unwrap();
+    });
+    let r = app
+        .gql(
+            Some(&doc),
+            SEND,
+            json!({ "t": thread, "b": "Demo: sent while the log was busy" }),
+        )
+        .await;
+    release.await.unwrap();
+    assert!(r["errors"].is_null(), "{b:?}: {r}");
+    let id = r["data"]["sendMessage"]["id"].as_str().unwrap_or_default();
+    let t = app.gql(Some(&pat), THREAD, json!({ "id": thread })).await;
+    let ids: Vec<_> = t["data"]["thread"]["messages"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{t}"))
+        .iter()
+        .map(|e| e["node"]["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(ids.iter().any(|m| m == id), "{b:?}: {t}");
 }

@@ -138,16 +138,18 @@ async fn access_token_expiry(b: Backend) {
 
 async fn inactivity_ends_the_session(b: Backend) {
     let app = spawn_app_with(b, |v| {
-        v.insert("SESSION_IDLE_TIMEOUT_SECS".into(), "2".into());
+        v.insert("SESSION_IDLE_TIMEOUT_SECS".into(), "3".into());
     })
     .await;
     let t = app.token(PATIENT).await;
-    // Activity slides the deadline: three requests 1.2 s apart keep it alive past 2 s.
+    // Activity slides the deadline: three requests 1.5 s apart keep it alive past 3 s
+    // (half the timeout to spare, for a loaded machine).
     for _ in 0..3 {
-        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         assert_eq!(app.me(&t).await["email"], PATIENT);
     }
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    // Past the timeout and the session cache's 0.75 s.
+    tokio::time::sleep(std::time::Duration::from_millis(4200)).await;
     let r = app.gql(Some(&t), "{ me { id } }", json!({})).await;
     assert_eq!(
         code(&r),

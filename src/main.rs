@@ -124,8 +124,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 .await
                 .map_err(|e| e.to_string())?;
                 bar.finish();
-                for out in [out, accounts].into_iter().flatten() {
-                    let mut out = out;
+                for mut out in [out, accounts].into_iter().flatten() {
                     if let Some(e) = write_error.take().or_else(|| out.flush().err()) {
                         return Err(format!("cannot write the seeded ids: {e}"));
                     }

@@ -186,10 +186,7 @@ impl Bus {
 
     /// The same bus, whose subscriptions from now on get queues of `queue` deliveries.
     pub fn with_queue(self, queue: usize) -> Bus {
-        Bus {
-            queue: queue.max(1),
-            ..self
-        }
+        Bus { queue, ..self }
     }
 
     /// Publishing through `transport`; the caller feeds what its subscription receives to

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
-use crate::messages::{consent_only, patient_thread, send};
+use crate::messages::{Conversation, consent_only, conversation, patient_thread, send};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -91,10 +91,9 @@ async fn settle() {
 
 async fn messages_arrive_live_and_only_where_they_belong(b: Backend) {
     let app = spawn_app(b).await;
-    let pat = app.token(PATIENT).await;
-    let doc = app.token(DOCTOR).await;
-    let pid = app.patient_id(PATIENT).await;
-    let thread = patient_thread(&app, &pat, &pid).await;
+    let Conversation {
+        pat, doc, thread, ..
+    } = conversation(&app).await;
     let mut patient = ws_signed_in(&app, &pat).await;
     subscribe(&mut patient, "all", RECEIVED, json!({})).await;
     subscribe(&mut patient, "one", RECEIVED, json!({ "t": thread })).await;
@@ -195,10 +194,9 @@ async fn withdrawn_consent_stops_delivery_at_the_next_event(b: Backend) {
 
 async fn a_cursor_replays_what_was_missed_then_goes_live(b: Backend) {
     let app = spawn_app(b).await;
-    let pat = app.token(PATIENT).await;
-    let doc = app.token(DOCTOR).await;
-    let pid = app.patient_id(PATIENT).await;
-    let thread = patient_thread(&app, &pat, &pid).await;
+    let Conversation {
+        pat, doc, thread, ..
+    } = conversation(&app).await;
     let first = send(&app, &doc, &thread, "Demo one").await;
     // While the patient is away: two more.
     send(&app, &doc, &thread, "Demo two").await;
@@ -234,10 +232,12 @@ async fn a_cursor_replays_what_was_missed_then_goes_live(b: Backend) {
 
 async fn unread_counts_and_appointments_are_live(b: Backend) {
     let app = spawn_app(b).await;
-    let pat = app.token(PATIENT).await;
-    let doc = app.token(DOCTOR).await;
-    let pid = app.patient_id(PATIENT).await;
-    let thread = patient_thread(&app, &pat, &pid).await;
+    let Conversation {
+        pat,
+        doc,
+        pid,
+        thread,
+    } = conversation(&app).await;
     let mut ws = ws_signed_in(&app, &pat).await;
     subscribe(
         &mut ws,
@@ -547,10 +547,9 @@ async fn a_message_sent_on_one_instance_reaches_its_subscriber_on_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_was_published_while_redis_was_away_is_replayed() {
     let app = spawn_app(Backend::Postgres).await;
-    let pat = app.token(PATIENT).await;
-    let doc = app.token(DOCTOR).await;
-    let pid = app.patient_id(PATIENT).await;
-    let thread = patient_thread(&app, &pat, &pid).await;
+    let Conversation {
+        pat, doc, thread, ..
+    } = conversation(&app).await;
     let mut ws = ws_signed_in(&app, &pat).await;
     subscribe(&mut ws, "1", RECEIVED, json!({ "t": thread })).await;
     settle().await;
@@ -593,10 +592,9 @@ async fn events_long_after_the_subscription_began_still_resolve(b: Backend) {
         v.insert("REQUEST_TIME_LIMIT_MS".into(), "700".into());
     })
     .await;
-    let pat = app.token(PATIENT).await;
-    let doc = app.token(DOCTOR).await;
-    let pid = app.patient_id(PATIENT).await;
-    let thread = patient_thread(&app, &pat, &pid).await;
+    let Conversation {
+        pat, doc, thread, ..
+    } = conversation(&app).await;
     let mut patient = ws_signed_in(&app, &pat).await;
     subscribe(&mut patient, "one", RECEIVED, json!({ "t": thread })).await;
     for round in 0..2 {
@@ -625,10 +623,9 @@ async fn a_subscription_that_falls_behind_ends_with_resync(b: Backend) {
         v.insert("LIVE_QUEUE".into(), "2".into());
     })
     .await;
-    let pat = app.token(PATIENT).await;
-    let doc = app.token(DOCTOR).await;
-    let pid = app.patient_id(PATIENT).await;
-    let thread = patient_thread(&app, &pat, &pid).await;
+    let Conversation {
+        pat, doc, thread, ..
+    } = conversation(&app).await;
     let mut patient = ws_signed_in(&app, &pat).await;
     subscribe(&mut patient, "one", RECEIVED, json!({ "t": thread })).await;
     settle().await;

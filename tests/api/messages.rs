@@ -44,6 +44,28 @@ fn uuid(s: &str) -> uuid::Uuid {
 }
 
 /// A thread the patient starts to the whole care team; returns its id.
+/// The demo patient and doctor signed in, and a thread the patient started to the care
+/// team.
+pub struct Conversation {
+    pub pat: String,
+    pub doc: String,
+    pub pid: String,
+    pub thread: String,
+}
+
+pub async fn conversation(app: &TestApp) -> Conversation {
+    let pat = app.token(PATIENT).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let thread = patient_thread(app, &pat, &pid).await;
+    Conversation {
+        pat,
+        doc,
+        pid,
+        thread,
+    }
+}
+
 pub async fn patient_thread(app: &TestApp, pat: &str, pid: &str) -> String {
     let r = app.gql(Some(pat), START, json!({ "p": pid })).await;
     r["data"]["startThread"]["id"]
@@ -575,10 +597,9 @@ async fn a_send_that_commits_after_the_time_limit_is_answered(b: Backend) {
         v.insert("REQUEST_TIME_LIMIT_MS".into(), "500".into());
     })
     .await;
-    let pat = app.token(PATIENT).await;
-    let doc = app.token(DOCTOR).await;
-    let pid = app.patient_id(PATIENT).await;
-    let thread = patient_thread(&app, &pat, &pid).await;
+    let Conversation {
+        pat, doc, thread, ..
+    } = conversation(&app).await;
     let held = caregraph::audit::WriteTxn::begin(&app.state.db)
         .await
         .unwrap();

@@ -263,6 +263,36 @@ async function main() {
   const results = [];
   let peerRate = null;
   const bodyOf = (i) => `bench ${i} ${crypto.randomBytes(6).toString('hex')}`;
+  /** A `send(i)` for measuredRun: `query` POSTed to `url` with the `{ token, variables }`
+   * that `request(i)` gives; true when it answered a message id. The first error is logged. */
+  const sender = (label, url, query, request) => {
+    let logged = false;
+    return async (i) => {
+      const { token, variables } = request(i);
+      const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query, variables }) });
+      const j = await r.json();
+      if (j.errors && !logged) { logged = true; log(`${label} sendMessage: ${JSON.stringify(j.errors).slice(0, 300)}`); }
+      return !j.errors && j.data?.sendMessage?.id;
+    };
+  };
+  /** Measure one server at each of `rates` in turn, recording each run, until a rate it does
+   * not keep up with; returns the highest it kept up with (null if none). */
+  const climb = async ({ name, server, rates, send, sink, pids, sockets }) => {
+    let best = null;
+    for (const rate of rates) {
+      log(`${name} at ${rate} messages/s`);
+      const r = await measuredRun({ rate, seconds: opt.duration, drain: opt.drain, send, sink, servers: pids, sockets });
+      r.rss = { send: memKb(pids.send, 'VmHWM') / 1024, subs: memKb(pids.subs, 'VmHWM') / 1024 };
+      r.keptUp = keptUp(r);
+      results.push([name, r]);
+      record(server, r);
+      log(`${name} at ${rate}/s: ${r.delivered}/${r.sent} delivered, p99 ${f(r.p99, 1)} ms${r.keptUp ? '' : ' — did not keep up'}${r.socketErrors ? `; ${r.socketErrors} socket errors, first: ${r.firstSocketError}` : ''}${r.firstFailure ? `; a send failed: ${r.firstFailure}` : ''}`);
+      if (!r.keptUp) break;
+      best = rate;
+      await sleep(1000);
+    }
+    return best;
+  };
 
   // ----- the peer first: find the rate it keeps up with -----
   if (!opt.noPeer) {
@@ -277,25 +307,12 @@ async function main() {
   log(`peer RSS with ${opt.sockets} sockets: ${f(peerRss.subs, 0)} MB (subscribers), ${f(peerRss.send, 0)} MB (sender)`);
   const PEER_SEND = 'mutation($t: ID!, $b: String!) { sendMessage(threadId: $t, body: $b) { id } }';
   const peerTokens = new Map();
-  const peerSendOne = async (i) => {
+  const peerSendOne = sender('peer', 'http://127.0.0.1:14111/graphql', PEER_SEND, (i) => {
     const a = accounts[i % accounts.length];
     if (!peerTokens.has(a.thread)) peerTokens.set(a.thread, peerToken(PEER_DOCTOR, [a.thread]));
-    const r = await fetch('http://127.0.0.1:14111/graphql', { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${peerTokens.get(a.thread)}` }, body: JSON.stringify({ query: PEER_SEND, variables: { t: a.thread, b: bodyOf(i) } }) });
-    const j = await r.json();
-    if (j.errors && !peerSendOne.logged) { peerSendOne.logged = true; log(`peer sendMessage: ${JSON.stringify(j.errors).slice(0, 300)}`); }
-    return !j.errors && j.data?.sendMessage?.id;
-  };
-  for (const rate of opt.peerRates) {
-    log(`peer at ${rate} messages/s`);
-    const r = await measuredRun({ rate, seconds: opt.duration, drain: opt.drain, send: peerSendOne, sink: peerSink, servers: { send: peerSend.pid, subs: peerSubs.pid }, sockets: peerSockets });
-    r.rss = { send: memKb(peerSend.pid, 'VmHWM') / 1024, subs: memKb(peerSubs.pid, 'VmHWM') / 1024 };
-    r.keptUp = keptUp(r);
-    results.push(['Apollo peer (graphql-ws + Redis)', r]);
-    record('Apollo-ws', r);
-    log(`peer at ${rate}/s: ${r.delivered}/${r.sent} delivered, p99 ${f(r.p99, 1)} ms${r.keptUp ? '' : ' — did not keep up'}`);
-    if (!r.keptUp) break;
-    peerRate = rate;
-  }
+    return { token: peerTokens.get(a.thread), variables: { t: a.thread, b: bodyOf(i) } };
+  });
+  peerRate = await climb({ name: 'Apollo peer (graphql-ws + Redis)', server: 'Apollo-ws', rates: opt.peerRates, send: peerSendOne, sink: peerSink, pids: { send: peerSend.pid, subs: peerSubs.pid }, sockets: peerSockets });
   await peerSockets.close();
   for (const c of [peerSend, peerSubs]) c.kill('SIGTERM');
   }
@@ -319,27 +336,14 @@ async function main() {
   const cgRss = { send: memKb(cgSend.pid, 'VmRSS') / 1024, subs: memKb(cgSubs.pid, 'VmRSS') / 1024 };
   log(`Caregraph RSS with ${opt.sockets} sockets: ${f(cgRss.subs, 0)} MB (subscribers; ${f(rssBefore, 0)} MB before), ${f(cgRss.send, 0)} MB (sender)`);
   const SEND = 'mutation($t: ID!, $b: String!, $k: String) { sendMessage(threadId: $t, body: $b, idempotencyKey: $k) { id } }';
-  const cgSendOne = async (i) => {
+  const cgSendOne = sender('Caregraph', 'http://127.0.0.1:18091/graphql', SEND, (i) => {
     const a = accounts[i % accounts.length];
-    const r = await fetch('http://127.0.0.1:18091/graphql', { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${doctor}` }, body: JSON.stringify({ query: SEND, variables: { t: a.thread, b: bodyOf(i), k: crypto.randomUUID() } }) });
-    const j = await r.json();
-    if (j.errors && !cgSendOne.logged) { cgSendOne.logged = true; log(`Caregraph sendMessage: ${JSON.stringify(j.errors).slice(0, 300)}`); }
-    return !j.errors && j.data?.sendMessage?.id;
-  };
+    return { token: doctor, variables: { t: a.thread, b: bodyOf(i), k: crypto.randomUUID() } };
+  });
   // Up the same ladder from the peer's best (or its first rung): each rate until one that
   // Caregraph does not keep up with.
   const ladder = [...new Set([...opt.peerRates, opt.rate])].sort((x, y) => x - y).filter((r) => r >= (peerRate ?? 0));
-  for (const rate of ladder) {
-    log(`Caregraph at ${rate} messages/s`);
-    const r = await measuredRun({ rate, seconds: opt.duration, drain: opt.drain, send: cgSendOne, sink: cgSink, servers: { send: cgSend.pid, subs: cgSubs.pid }, sockets: cgSockets });
-    r.rss = { send: memKb(cgSend.pid, 'VmHWM') / 1024, subs: memKb(cgSubs.pid, 'VmHWM') / 1024 };
-    r.keptUp = keptUp(r);
-    results.push(['Caregraph', r]);
-    record('Caregraph', r);
-    log(`Caregraph at ${rate}/s: ${r.delivered}/${r.sent} delivered, p99 ${f(r.p99, 1)} ms${r.socketErrors ? `; ${r.socketErrors} socket errors, first: ${r.firstSocketError}` : ''}${r.firstFailure ? `; a send failed: ${r.firstFailure}` : ''}`);
-    if (!r.keptUp) break;
-    await sleep(1000);
-  }
+  await climb({ name: 'Caregraph', server: 'Caregraph', rates: ladder, send: cgSendOne, sink: cgSink, pids: { send: cgSend.pid, subs: cgSubs.pid }, sockets: cgSockets });
   await cgSockets.close();
 
   // ----- the table -----

@@ -146,6 +146,11 @@ pub async fn build_state(cfg: Config) -> Result<AppState, StartupError> {
         cfg.audit_queue,
     ));
     services.insert(RecordReads::start(db.clone(), sql.clone(), cfg.audit_queue));
+    services.insert(crate::messages::writer::Sends::start(
+        db.clone(),
+        keys.clone(),
+        cfg.audit_queue,
+    ));
     services.insert(AppointmentReads::start(
         db.clone(),
         sql.clone(),

@@ -597,18 +597,16 @@ impl MessagesMutation {
         let idem = idempotency(ctx, idempotency_key.as_deref(), "sendMessage", || {
             format!("{thread_id}|{body}|{attachments:?}")
         })?;
-        let mut tx = WriteTxn::begin(&state.db).await?;
-        let m = service::send(
-            &mut tx,
-            &state.keys,
-            viewer,
-            &grant,
-            body,
-            attachments,
-            idem.as_ref(),
-        )
-        .await?;
-        tx.commit().await?;
+        let m = state
+            .service::<super::writer::Sends>()?
+            .send(service::SendJob {
+                viewer: viewer.clone(),
+                grant: grant.clone(),
+                body,
+                attachments,
+                idempotency: idem,
+            })
+            .await?;
         super::live::message_sent(state, &m).await?;
         Ok(Message::new(m, Arc::new(grant)))
     }

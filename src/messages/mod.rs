@@ -5,3 +5,4 @@
 pub mod graphql;
 pub mod live;
 pub mod service;
+pub mod writer;

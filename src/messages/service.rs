@@ -216,7 +216,21 @@ pub async fn start(
                 "participants": people.iter().map(|(u, _)| u.to_string()).collect::<Vec<_>>(),
             })),
     );
-    let message = post(tx, keys, viewer, grant, id, now, new.body, new.attachments).await?;
+    let message = post_many(
+        tx,
+        keys,
+        now,
+        vec![Outgoing {
+            viewer,
+            grant,
+            thread_id: id,
+            body: new.body,
+            attachments: new.attachments,
+        }],
+    )
+    .await?
+    .pop()
+    .ok_or_else(|| AppError::internal_msg("a thread without its first message"))?;
     Ok((
         Thread {
             row,
@@ -238,54 +252,71 @@ pub async fn latest_seq(db: &impl ConnectionTrait) -> AppResult<i64> {
     Ok(max.unwrap_or(0))
 }
 
-/// The next message `seq`: serialised by the write transaction (see the module's notes).
-async fn next_seq(tx: &WriteTxn) -> AppResult<i64> {
-    Ok(latest_seq(tx.conn()).await? + 1)
+/// A message to post in a thread whose grant the caller checked.
+pub(crate) struct Outgoing<'a, G> {
+    pub viewer: &'a Viewer,
+    pub grant: &'a G,
+    pub thread_id: Uuid,
+    pub body: String,
+    pub attachments: Vec<Uuid>,
 }
 
-/// Insert a message into a thread (the caller checked the grant), move the thread's
-/// activity, bring it back into every participant's inbox, and mark it read for its sender.
-#[allow(clippy::too_many_arguments)]
-async fn post(
+/// Insert messages (in order, `seq` following on from the latest: serialised by the write
+/// transaction, see the module's notes), move their threads' activity, bring each thread
+/// back into every participant's inbox, and mark it read for its sender (an ADMIN writing
+/// joins the thread). The same statements for one message or many.
+async fn post_many<G: PatientGrant>(
     tx: &mut WriteTxn,
     keys: &KeyRing,
-    viewer: &Viewer,
-    grant: &impl PatientGrant,
-    thread_id: Uuid,
     now: DateTime<Utc>,
-    body: String,
-    attachments: Vec<Uuid>,
-) -> AppResult<Message> {
-    let seq = next_seq(tx).await?;
-    let id = Uuid::new_v4();
-    let row = messages::Model {
-        id,
-        seq,
-        thread_id,
-        patient_id: grant.patient_id(),
-        sender_id: viewer.user_id,
-        sender_role: viewer.role.as_str().into(),
-        body_enc: seal_body(keys, &id, &body)?,
-        sent_at: now,
-        retracted_at: None,
-    };
-    messages::Entity::insert(messages::ActiveModel::from(row.clone()))
-        .exec_without_returning(tx.conn())
-        .await?;
-    if !attachments.is_empty() {
-        message_attachments::Entity::insert_many(attachments.iter().enumerate().map(
-            |(i, record)| message_attachments::ActiveModel {
-                message_id: Set(id),
-                record_id: Set(*record),
-                position: Set(i as i32),
-            },
-        ))
-        .exec_without_returning(tx.conn())
-        .await?;
+    items: Vec<Outgoing<'_, G>>,
+) -> AppResult<Vec<Message>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
     }
+    let first = latest_seq(tx.conn()).await? + 1;
+    let mut sent = Vec::with_capacity(items.len());
+    for (n, item) in items.iter().enumerate() {
+        let id = Uuid::new_v4();
+        sent.push(messages::Model {
+            id,
+            seq: first + n as i64,
+            thread_id: item.thread_id,
+            patient_id: item.grant.patient_id(),
+            sender_id: item.viewer.user_id,
+            sender_role: item.viewer.role.as_str().into(),
+            body_enc: seal_body(keys, &id, &item.body)?,
+            sent_at: now,
+            retracted_at: None,
+        });
+    }
+    messages::Entity::insert_many(sent.iter().cloned().map(messages::ActiveModel::from))
+        .exec_without_returning(tx.conn())
+        .await?;
+    let attached: Vec<message_attachments::ActiveModel> = items
+        .iter()
+        .zip(&sent)
+        .flat_map(|(item, row)| {
+            item.attachments.iter().enumerate().map(|(i, record)| {
+                message_attachments::ActiveModel {
+                    message_id: Set(row.id),
+                    record_id: Set(*record),
+                    position: Set(i as i32),
+                }
+            })
+        })
+        .collect();
+    if !attached.is_empty() {
+        message_attachments::Entity::insert_many(attached)
+            .exec_without_returning(tx.conn())
+            .await?;
+    }
+    let mut threads: Vec<Uuid> = items.iter().map(|i| i.thread_id).collect();
+    threads.sort_unstable();
+    threads.dedup();
     message_threads::Entity::update_many()
         .col_expr(message_threads::Column::LastMessageAt, Expr::value(now))
-        .filter(message_threads::Column::Id.eq(thread_id))
+        .filter(message_threads::Column::Id.is_in(threads.clone()))
         .exec(tx.conn())
         .await?;
     thread_participants::Entity::update_many()
@@ -293,96 +324,199 @@ async fn post(
             thread_participants::Column::ArchivedAt,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
-        .filter(thread_participants::Column::ThreadId.eq(thread_id))
+        .filter(thread_participants::Column::ThreadId.is_in(threads))
         .exec(tx.conn())
         .await?;
-    // The sender has read what they wrote; an ADMIN writing joins the thread.
-    let joined = thread_participants::Entity::update_many()
-        .col_expr(thread_participants::Column::LastReadSeq, Expr::value(seq))
-        .filter(thread_participants::Column::ThreadId.eq(thread_id))
-        .filter(thread_participants::Column::UserId.eq(viewer.user_id))
-        .exec(tx.conn())
-        .await?;
-    if joined.rows_affected == 0 {
-        thread_participants::Entity::insert(thread_participants::ActiveModel {
-            thread_id: Set(thread_id),
-            user_id: Set(viewer.user_id),
-            role: Set(viewer.role.as_str().into()),
-            joined_at: Set(now),
-            last_read_seq: Set(seq),
-            archived_at: Set(None),
-        })
-        .exec_without_returning(tx.conn())
-        .await?;
+    // Each sender has read what they wrote (up to their last message of the batch).
+    let mut senders: Vec<(Uuid, Uuid, &str, i64)> = Vec::new();
+    for (item, row) in items.iter().zip(&sent) {
+        let who = (row.thread_id, row.sender_id);
+        match senders.iter_mut().find(|s| (s.0, s.1) == who) {
+            Some(s) => s.3 = s.3.max(row.seq),
+            None => senders.push((who.0, who.1, item.viewer.role.as_str(), row.seq)),
+        }
     }
-    tx.audit(
-        AuditEvent::by(viewer, "message.send", "message")
-            .scope(grant)
-            .resource(id.to_string())
-            .detail(serde_json::json!({
-                "threadId": thread_id.to_string(),
-                "attachments": attachments.iter().map(Uuid::to_string).collect::<Vec<_>>(),
-            })),
-    );
-    Ok(Message {
-        row,
-        body: Some(body),
-        attachments,
-    })
+    thread_participants::Entity::insert_many(senders.iter().map(|(thread, user, role, seq)| {
+        thread_participants::ActiveModel {
+            thread_id: Set(*thread),
+            user_id: Set(*user),
+            role: Set((*role).into()),
+            joined_at: Set(now),
+            last_read_seq: Set(*seq),
+            archived_at: Set(None),
+        }
+    }))
+    .on_conflict(
+        sea_orm::sea_query::OnConflict::columns([
+            thread_participants::Column::ThreadId,
+            thread_participants::Column::UserId,
+        ])
+        .update_column(thread_participants::Column::LastReadSeq)
+        .to_owned(),
+    )
+    .exec_without_returning(tx.conn())
+    .await?;
+    let mut out = Vec::with_capacity(items.len());
+    for (item, row) in items.into_iter().zip(sent) {
+        tx.audit(
+            AuditEvent::by(item.viewer, "message.send", "message")
+                .scope(item.grant)
+                .resource(row.id.to_string())
+                .detail(serde_json::json!({
+                    "threadId": row.thread_id.to_string(),
+                    "attachments": item.attachments.iter().map(Uuid::to_string).collect::<Vec<_>>(),
+                })),
+        );
+        out.push(Message {
+            row,
+            body: Some(item.body),
+            attachments: item.attachments,
+        });
+    }
+    Ok(out)
 }
 
-/// Send a message in the thread. With an idempotency key already used for the same
-/// request, returns the message that request sent instead.
-pub async fn send(
+/// A message someone asked to send in a thread (`access::messaging` granted the thread).
+pub struct SendJob {
+    pub viewer: Viewer,
+    pub grant: ThreadGrant,
+    pub body: String,
+    pub attachments: Vec<Uuid>,
+    pub idempotency: Option<Idempotency>,
+}
+
+impl std::fmt::Debug for SendJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendJob")
+            .field("thread", &self.grant.thread_id())
+            .field("body", &"[redacted]")
+            .field("attachments", &self.attachments.len())
+            .finish()
+    }
+}
+
+/// What becomes of one job of a batch.
+enum Plan {
+    Refused(AppError),
+    /// An earlier request with the same key sent this message.
+    Replay(Uuid),
+    /// A new message: the `n`th of the batch's posts.
+    Post(usize),
+    /// The same request as an earlier job of this batch (the same key): its post.
+    Repeat(usize),
+}
+
+/// Send messages, one per job, in one transaction: one answer per job, in order. A job
+/// whose idempotency key was already used for the same request gets the message that
+/// request sent (audited as a read) instead; a refusal is that job's answer alone. An
+/// `Err` of the whole is a statement that failed: nothing of the batch was written.
+pub async fn send_many(
     tx: &mut WriteTxn,
     keys: &KeyRing,
-    viewer: &Viewer,
-    grant: &ThreadGrant,
-    body: String,
-    attachments: Vec<Uuid>,
-    idempotency: Option<&Idempotency>,
-) -> AppResult<Message> {
-    if !grant.writable() {
-        return Err(AppError::Forbidden(crate::access::BREAK_GLASS_READ_ONLY));
+    jobs: &[SendJob],
+) -> AppResult<Vec<AppResult<Message>>> {
+    let asked: Vec<_> = jobs
+        .iter()
+        .map(|j| j.idempotency.as_ref().map(|i| (j.viewer.user_id, i)))
+        .collect();
+    let priors = Idempotency::replay_many(tx, &asked).await?;
+    let mut plans: Vec<Plan> = Vec::with_capacity(jobs.len());
+    let mut posts = 0;
+    for ((i, job), prior) in jobs.iter().enumerate().zip(priors) {
+        let earlier = job.idempotency.as_ref().and_then(|idem| {
+            jobs[..i].iter().enumerate().find_map(|(e, other)| {
+                let theirs = other.idempotency.as_ref()?;
+                (other.viewer.user_id == job.viewer.user_id && theirs.same_key(idem))
+                    .then_some((e, theirs.repeats(idem)))
+            })
+        });
+        let plan = if !job.grant.writable() {
+            Plan::Refused(AppError::Forbidden(crate::access::BREAK_GLASS_READ_ONLY))
+        } else {
+            match (prior, earlier) {
+                (Err(e), _) => Plan::Refused(e),
+                (Ok(Some(prior)), _) => Plan::Replay(prior),
+                (Ok(None), Some((e, true))) => match plans[e] {
+                    Plan::Post(n) => Plan::Repeat(n),
+                    _ => Plan::Refused(AppError::Conflict(crate::idempotency::REUSED)),
+                },
+                (Ok(None), Some((_, false))) => {
+                    Plan::Refused(AppError::Conflict(crate::idempotency::REUSED))
+                }
+                (Ok(None), None) => {
+                    posts += 1;
+                    Plan::Post(posts - 1)
+                }
+            }
+        };
+        plans.push(plan);
     }
-    if let Some(idem) = idempotency
-        && let Some(prior) = idem.replay(tx, viewer.user_id).await?
-    {
-        let row = messages::Entity::find_by_id(prior)
-            .filter(messages::Column::ThreadId.eq(grant.thread_id()))
-            .one(tx.conn())
-            .await?
-            .ok_or(AppError::Conflict(
-                "this idempotency key was already used in another thread; use a new key",
-            ))?;
-        tx.audit(
-            AuditEvent::by(viewer, "message.read", "message")
-                .scope(grant)
-                .resource(prior.to_string())
-                .detail(serde_json::json!({ "idempotentReplay": true })),
-        );
-        let attachments = attachments_of(tx.conn(), &[prior]).await?;
-        return open_message(
-            keys,
-            row,
-            attachments.get(&prior).cloned().unwrap_or_default(),
-        );
+    let outgoing: Vec<Outgoing<'_, ThreadGrant>> = jobs
+        .iter()
+        .zip(&plans)
+        .filter(|(_, p)| matches!(p, Plan::Post(_)))
+        .map(|(j, _)| Outgoing {
+            viewer: &j.viewer,
+            grant: &j.grant,
+            thread_id: j.grant.thread_id(),
+            body: j.body.clone(),
+            attachments: j.attachments.clone(),
+        })
+        .collect();
+    let posted = post_many(tx, keys, Utc::now(), outgoing).await?;
+    let created: Vec<(Uuid, &Idempotency, Uuid)> = jobs
+        .iter()
+        .zip(&plans)
+        .filter_map(|(j, p)| match (p, &j.idempotency) {
+            (Plan::Post(n), Some(idem)) => Some((j.viewer.user_id, idem, posted[*n].row.id)),
+            _ => None,
+        })
+        .collect();
+    Idempotency::remember_many(tx, &created).await?;
+    let mut out = Vec::with_capacity(jobs.len());
+    for (job, plan) in jobs.iter().zip(plans) {
+        out.push(match plan {
+            Plan::Refused(e) => Err(e),
+            Plan::Post(n) => Ok(posted[n].clone()),
+            Plan::Repeat(n) => {
+                replayed_read(tx, job, posted[n].row.id);
+                Ok(posted[n].clone())
+            }
+            Plan::Replay(prior) => replay(tx, keys, job, prior).await?,
+        });
     }
-    let m = post(
-        tx,
+    Ok(out)
+}
+
+/// The message an earlier request with the job's key sent, audited as a read; CONFLICT
+/// when that key sent one in another thread.
+async fn replay(
+    tx: &mut WriteTxn,
+    keys: &KeyRing,
+    job: &SendJob,
+    prior: Uuid,
+) -> AppResult<AppResult<Message>> {
+    let Some(row) = message_in(tx.conn(), &job.grant, prior).await? else {
+        return Ok(Err(AppError::Conflict(
+            "this idempotency key was already used in another thread; use a new key",
+        )));
+    };
+    replayed_read(tx, job, prior);
+    let attachments = attachments_of(tx.conn(), &[prior]).await?;
+    Ok(open_message(
         keys,
-        viewer,
-        grant,
-        grant.thread_id(),
-        Utc::now(),
-        body,
-        attachments,
-    )
-    .await?;
-    if let Some(idem) = idempotency {
-        idem.remember(tx, viewer.user_id, m.row.id).await?;
-    }
-    Ok(m)
+        row,
+        attachments.get(&prior).cloned().unwrap_or_default(),
+    ))
+}
+
+fn replayed_read(tx: &mut WriteTxn, job: &SendJob, message: Uuid) {
+    tx.audit(
+        AuditEvent::by(&job.viewer, "message.read", "message")
+            .scope(&job.grant)
+            .resource(message.to_string())
+            .detail(serde_json::json!({ "idempotentReplay": true })),
+    );
 }
 
 /// A message of the grant's thread, by id.

@@ -17,6 +17,7 @@ on_both_backends!(
     attachments_are_withheld_from_who_may_not_read_them,
     messages_are_audited_and_sealed_at_rest,
     a_send_that_commits_after_the_time_limit_is_answered,
+    sends_queued_together_commit_together_and_fail_alone,
 );
 
 pub const START: &str = r#"mutation($p: ID!, $s: String! = "Demo question", $b: String! = "Demo: is my dose right?", $to: [ID!], $att: [ID!], $k: String) {
@@ -625,4 +626,147 @@ async fn a_send_that_commits_after_the_time_limit_is_answered(b: Backend) {
         .map(|e| e["node"]["id"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert!(ids.iter().any(|m| m == id), "{b:?}: {t}");
+}
+
+/// Sends that queue while another writer holds the audit head go out as one transaction
+/// (they share its `sentAt`), in order, each with its own audit row; two with one key make
+/// one message. A batch that fails because of one of its sends wrote nothing, and the
+/// others are then sent one by one: only that one fails.
+async fn sends_queued_together_commit_together_and_fail_alone(b: Backend) {
+    let app = spawn_app(b).await;
+    let Conversation {
+        pat,
+        doc,
+        pid,
+        thread,
+    } = conversation(&app).await;
+    let other = patient_thread(&app, &pat, &pid).await;
+    let db = &app.state.db;
+    let burst = |sends: Vec<(String, String, String, Option<&'static str>)>| {
+        let app = &app;
+        async move {
+            let held = caregraph::audit::WriteTxn::begin(&app.state.db)
+                .await
+                .unwrap();
+            let release = tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+                held.commit().await.unwrap();
+            });
+            let answers = futures_util::future::join_all(sends.iter().map(|(who, t, body, k)| {
+                app.gql(Some(who), SEND, json!({ "t": t, "b": body, "k": k }))
+            }))
+            .await;
+            release.await.unwrap();
+            answers
+        }
+    };
+    let sends_before = app.audit_count("action = 'message.send'").await;
+    let mut sends: Vec<(String, String, String, Option<&'static str>)> = (0..10)
+        .map(|i| {
+            let who = if i % 2 == 0 { &doc } else { &pat };
+            (who.clone(), thread.clone(), format!("Demo burst {i}"), None)
+        })
+        .collect();
+    for _ in 0..2 {
+        sends.push((
+            doc.clone(),
+            thread.clone(),
+            "Demo keyed".into(),
+            Some("demo-burst"),
+        ));
+    }
+    let answers = burst(sends).await;
+    for r in &answers {
+        assert!(r["errors"].is_null(), "{b:?}: {r}");
+    }
+    let sent: Vec<&Value> = answers.iter().map(|r| &r["data"]["sendMessage"]).collect();
+    assert_eq!(
+        sent[10]["id"], sent[11]["id"],
+        "{b:?}: one key, one message"
+    );
+    let ids: std::collections::HashSet<&str> =
+        sent.iter().filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(ids.len(), 11, "{b:?}");
+    let at: std::collections::HashSet<&str> =
+        sent.iter().filter_map(|m| m["sentAt"].as_str()).collect();
+    assert!(
+        at.len() < 11,
+        "{b:?}: no two sends shared a transaction: {at:?}"
+    );
+    assert_eq!(
+        app.audit_count("action = 'message.send'").await,
+        sends_before + 11
+    );
+    // The thread lists each once, in cursor order, oldest first after the first message.
+    let t = app
+        .gql(Some(&pat), THREAD, json!({ "id": thread, "first": 50 }))
+        .await;
+    let listed: Vec<&str> = t["data"]["thread"]["messages"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{t}"))
+        .iter()
+        .filter_map(|e| e["node"]["id"].as_str())
+        .collect();
+    assert_eq!(listed.len(), 12, "{b:?}: {t}");
+    assert!(ids.iter().all(|id| listed.contains(id)), "{b:?}: {t}");
+    // The sender has read what they sent: the doctor's last message is no unread of theirs.
+    let r = app.gql(Some(&doc), INBOX, json!({})).await;
+    assert!(r["errors"].is_null(), "{r}");
+
+    // The database now refuses any change to the other thread: a send there fails its
+    // batch, and the rest go through one by one.
+    let other_id = uuid(&other);
+    match b {
+        Backend::Sqlite => db
+            .execute_unprepared(&format!(
+                "CREATE TRIGGER refuse_other BEFORE UPDATE ON message_threads \
+                 WHEN NEW.id = X'{}' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                other_id.simple()
+            ))
+            .await
+            .unwrap(),
+        Backend::Postgres => db
+            .execute_unprepared(&format!(
+                "CREATE FUNCTION refuse_other() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'refused'; END $$; \
+                 CREATE TRIGGER refuse_other BEFORE UPDATE ON message_threads FOR EACH ROW \
+                 WHEN (NEW.id = '{other_id}') EXECUTE FUNCTION refuse_other();"
+            ))
+            .await
+            .unwrap(),
+    };
+    let sends_before = app.audit_count("action = 'message.send'").await;
+    let mut sends: Vec<(String, String, String, Option<&'static str>)> = (0..5)
+        .map(|i| {
+            (
+                doc.clone(),
+                thread.clone(),
+                format!("Demo second burst {i}"),
+                None,
+            )
+        })
+        .collect();
+    sends.insert(2, (pat.clone(), other.clone(), "Demo refused".into(), None));
+    let answers = burst(sends).await;
+    for (i, r) in answers.iter().enumerate() {
+        if i == 2 {
+            assert_eq!(code(r), Some("INTERNAL"), "{b:?}: {r}");
+            assert!(!r.to_string().contains("Demo refused"), "{r}");
+        } else {
+            assert!(r["errors"].is_null(), "{b:?}: {r}");
+        }
+    }
+    assert_eq!(
+        app.audit_count("action = 'message.send'").await,
+        sends_before + 5
+    );
+    let t = app.gql(Some(&pat), THREAD, json!({ "id": other })).await;
+    let edges = t["data"]["thread"]["messages"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{t}"));
+    assert_eq!(
+        edges.len(),
+        1,
+        "{b:?}: only the thread's first message: {t}"
+    );
 }

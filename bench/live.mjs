@@ -144,7 +144,7 @@ async function measuredRun({ rate, seconds, drain, send, sink, servers, sockets 
   const planned = Math.round(rate * seconds);
   const sentAt = new Float64Array(planned).fill(NaN);
   const got = new Uint8Array(planned);
-  const latencies = [];
+  const latencies = [], answered = [];
   let firstFailure = null;
   let delivered = 0, duplicates = 0, misdelivered = 0, ok = 0, failed = 0, inFlight = 0, maxInFlight = 0, skipped = 0;
   sink.onNext = (sub, data) => {
@@ -173,7 +173,8 @@ async function measuredRun({ rate, seconds, drain, send, sink, servers, sockets 
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       sentAt[i] = performance.now();
-      pending.push(send(i).then((r) => { if (r) ok++; else failed++; }, (e) => { failed++; firstFailure ??= `${e.message}${e.cause ? ` (${e.cause.code ?? e.cause.message})` : ''}`; }).finally(() => { inFlight--; }));
+      const at = sentAt[i];
+      pending.push(send(i).then((r) => { answered.push(performance.now() - at); if (r) ok++; else failed++; }, (e) => { failed++; firstFailure ??= `${e.message}${e.cause ? ` (${e.cause.code ?? e.cause.message})` : ''}`; }).finally(() => { inFlight--; }));
     }
     await sleep(2);
   }
@@ -187,11 +188,13 @@ async function measuredRun({ rate, seconds, drain, send, sink, servers, sockets 
   await sleep(300);
   sink.onNext = () => {};
   latencies.sort((a, b) => a - b);
+  answered.sort((a, b) => a - b);
   const n = Math.max(1, delivered);
   return {
     rate, planned, sent: ok, sendErrors: failed, skipped, sendSeconds, window, delivered, lost: ok - delivered, duplicates, misdelivered,
     socketsClosed: sockets.closed - closed0, socketErrors: sockets.errors, firstSocketError: sockets.firstError,
     p50: pct(latencies, 50), p90: pct(latencies, 90), p99: pct(latencies, 99), max: latencies[latencies.length - 1] ?? NaN,
+    answeredP50: pct(answered, 50), answeredP99: pct(answered, 99),
     cpuUsPerDelivery: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, v / n])),
     cpuUsPerDeliveryTotal: Object.values(cpu).reduce((a, b) => a + b, 0) / n,
     pgCpuUsPerDelivery: pg / n, redisCpuUsPerDelivery: redis / n,
@@ -286,7 +289,7 @@ async function main() {
       r.keptUp = keptUp(r);
       results.push([name, r]);
       record(server, r);
-      log(`${name} at ${rate}/s: ${r.delivered}/${r.sent} delivered, p99 ${f(r.p99, 1)} ms${r.keptUp ? '' : ' — did not keep up'}${r.socketErrors ? `; ${r.socketErrors} socket errors, first: ${r.firstSocketError}` : ''}${r.firstFailure ? `; a send failed: ${r.firstFailure}` : ''}`);
+      log(`${name} at ${rate}/s: ${r.delivered}/${r.sent} delivered, p99 ${f(r.p99, 1)} ms (sends answered: p50 ${f(r.answeredP50, 1)}, p99 ${f(r.answeredP99, 1)} ms)${r.keptUp ? '' : ' — did not keep up'}${r.socketErrors ? `; ${r.socketErrors} socket errors, first: ${r.firstSocketError}` : ''}${r.firstFailure ? `; a send failed: ${r.firstFailure}` : ''}`);
       if (!r.keptUp) break;
       best = rate;
       await sleep(1000);

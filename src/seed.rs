@@ -91,7 +91,7 @@ pub async fn demo(state: &AppState) -> AppResult<bool> {
     let doctor2 = Uuid::new_v4();
     let patient = Uuid::new_v4();
     let patient2 = Uuid::new_v4();
-    let mut tx = WriteTxn::begin(&state.db).await?;
+    let mut tx = WriteTxn::begin_in(&state.db, crate::messages::service::LANE).await?;
     let db = tx.conn();
     let week = demo_week();
     for (id, name, specialty, schedule) in [
@@ -1085,7 +1085,7 @@ pub async fn bulk_patients(
                 }
             }
         }
-        let mut tx = WriteTxn::begin(&state.db).await?;
+        let mut tx = WriteTxn::begin_in(&state.db, crate::messages::service::LANE).await?;
         let db = tx.conn();
         if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
             // The bulk load's random keys touch pages all over every index: with SQLite's

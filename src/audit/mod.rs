@@ -5,8 +5,10 @@
 //! transaction ([`WriteTxn`]), so data and audit commit together. Reads hand their events to
 //! one writer task over a bounded channel ([`AuditLog::record`]); it group-commits a batch
 //! per transaction and then wakes the waiting requests, so no response carries PHI whose
-//! audit row is not durable. Every write transaction takes the head-row lock once, first;
-//! on PostgreSQL the writer instead appends each batch in one statement that moves the head
+//! audit row is not durable. Every write transaction takes the head-row lock once, first
+//! (so writers take turns); a transaction in a [`Lane`] instead takes its lane's lock first
+//! and the head only when it commits, so it holds the head for its audit rows and commit
+//! alone. On PostgreSQL the writer appends each batch in one statement that moves the head
 //! only from the tip it expects (compare-and-set), falling back to the lock after lost races.
 mod security;
 mod verify;
@@ -408,17 +410,59 @@ async fn append(
 /// A write transaction that commits its data together with its audit rows.
 pub struct WriteTxn {
     txn: DatabaseTransaction,
-    head: Head,
+    /// The locked head; `None` in a lane on PostgreSQL, until the commit takes it.
+    head: Option<Head>,
     events: Vec<AuditEvent>,
 }
 
+/// Writes of one kind that must commit one at a time, in order (a message's `seq` is its
+/// commit order), but need not wait for every other write: see [`WriteTxn::begin_in`].
+#[derive(Clone, Copy, Debug)]
+pub struct Lane {
+    key: i64,
+}
+
+impl Lane {
+    /// `key` names the lane's lock (a PostgreSQL advisory lock): one per kind of write.
+    pub const fn new(key: i64) -> Lane {
+        Lane { key }
+    }
+}
+
 impl WriteTxn {
+    /// A write transaction whose first statement takes the audit head: writers take turns.
     pub async fn begin(db: &DatabaseConnection) -> AppResult<WriteTxn> {
         let txn = db.begin().await?;
-        let head = lock_head(&txn).await?;
+        let head = Some(lock_head(&txn).await?);
         Ok(WriteTxn {
             txn,
             head,
+            events: Vec::new(),
+        })
+    }
+
+    /// A write transaction in `lane`: on PostgreSQL its first statement takes the lane's
+    /// lock (held to the end, so the lane's writes take turns), and the audit head is taken
+    /// only at commit, for the audit rows and the commit alone. Every transaction that
+    /// locks rows another in the lane locks must be in the lane too: one that held the head
+    /// while waiting for such a row would deadlock against a lane transaction waiting for
+    /// the head. On SQLite, which lets one writer in at a time anyway, this is [`begin`].
+    ///
+    /// [`begin`]: WriteTxn::begin
+    pub async fn begin_in(db: &DatabaseConnection, lane: Lane) -> AppResult<WriteTxn> {
+        if db.get_database_backend() != DbBackend::Postgres {
+            return WriteTxn::begin(db).await;
+        }
+        let txn = db.begin().await?;
+        txn.execute(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [lane.key.into()],
+        ))
+        .await?;
+        Ok(WriteTxn {
+            txn,
+            head: None,
             events: Vec::new(),
         })
     }
@@ -433,7 +477,13 @@ impl WriteTxn {
 
     pub async fn commit(mut self) -> AppResult<()> {
         let events = std::mem::take(&mut self.events);
-        append(&self.txn, &mut self.head, events).await?;
+        if !events.is_empty() {
+            let mut head = match self.head.take() {
+                Some(head) => head,
+                None => lock_head(&self.txn).await?,
+            };
+            append(&self.txn, &mut head, events).await?;
+        }
         self.txn.commit().await?;
         Ok(())
     }

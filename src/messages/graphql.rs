@@ -552,7 +552,7 @@ impl MessagesMutation {
             format!("{patient_id}|{subject}|{body}|{named:?}|{attachments:?}")
         })?;
         let others = grants::participant_users(state, patient_id, &providers).await?;
-        let mut tx = WriteTxn::begin(&state.db).await?;
+        let mut tx = WriteTxn::begin_in(&state.db, service::LANE).await?;
         let (thread, first) = service::start(
             &mut tx,
             &state.keys,
@@ -624,7 +624,7 @@ impl MessagesMutation {
         let up_to = parse_id("upTo", &up_to)?;
         let (grant, row) =
             grants::thread_grant(state, viewer, thread_id, false, "thread.mark_read").await?;
-        let mut tx = WriteTxn::begin(&state.db).await?;
+        let mut tx = WriteTxn::begin_in(&state.db, service::LANE).await?;
         service::mark_read(&mut tx, viewer, &grant, up_to).await?;
         tx.commit().await?;
         super::live::unread_changed(state, vec![viewer.user_id]).await;
@@ -642,7 +642,7 @@ impl MessagesMutation {
         let thread_id = parse_id("threadId", &thread_id)?;
         let (grant, row) =
             grants::thread_grant(state, viewer, thread_id, false, "thread.archive").await?;
-        let mut tx = WriteTxn::begin(&state.db).await?;
+        let mut tx = WriteTxn::begin_in(&state.db, service::LANE).await?;
         service::archive(&mut tx, viewer, &grant).await?;
         tx.commit().await?;
         super::live::unread_changed(state, vec![viewer.user_id]).await;
@@ -664,7 +664,7 @@ impl MessagesMutation {
         };
         let (grant, _) =
             grants::thread_grant(state, viewer, thread_id, true, "message.retract").await?;
-        let mut tx = WriteTxn::begin(&state.db).await?;
+        let mut tx = WriteTxn::begin_in(&state.db, service::LANE).await?;
         let m = service::retract(&mut tx, viewer, &grant, id).await?;
         tx.commit().await?;
         // Others' unread counts drop by the retracted message.

@@ -3,10 +3,12 @@
 //! writes take the caller's [`WriteTxn`], so a message, its thread's state, the idempotency
 //! key and the audit row commit together or not at all.
 //!
-//! A message's `seq` is allocated inside that transaction, whose first statement took the
-//! audit head's lock: writers are serialised, so `seq` order is commit order, and a reader
-//! that has seen every message up to `seq` n never later finds one below n committed. That
-//! is what makes "replay after a cursor" exact.
+//! A message's `seq` is allocated inside that transaction, which is in the messages
+//! [`LANE`]: its first statement took the lane's lock, so the lane's writes are serialised,
+//! `seq` order is commit order, and a reader that has seen every message up to `seq` n never
+//! later finds one below n committed. That is what makes "replay after a cursor" exact.
+//! Every write of the domain (and the seed's) is in the lane, as [`WriteTxn::begin_in`]
+//! requires of writes that lock the same rows; the audit head is taken only at commit.
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -19,13 +21,16 @@ use uuid::Uuid;
 
 use crate::access::Role;
 use crate::access::messaging::{MessagingGrant, ThreadGrant};
-use crate::audit::{AuditEvent, PatientGrant, WriteTxn};
+use crate::audit::{AuditEvent, Lane, PatientGrant, WriteTxn};
 use crate::crypto::{KeyRing, Slot};
 use crate::db::keyset;
 use crate::error::{AppError, AppResult};
 use crate::idempotency::Idempotency;
 use crate::identity::Viewer;
 use entity::{message_attachments, message_threads, messages, thread_participants};
+
+/// The lane of every transaction that writes messages, threads or read state.
+pub const LANE: Lane = Lane::new(0x6361_7265_6d73_6773);
 
 /// How long after sending its sender may retract a message.
 pub const RETRACT_WINDOW: TimeDelta = TimeDelta::minutes(5);

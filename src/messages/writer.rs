@@ -1,11 +1,11 @@
 //! `sendMessage`, group-committed.
 //!
-//! Every write transaction takes the audit chain's head first (so a message's `seq` order
-//! is its commit order: see `service`), which makes writers take turns: one send at a time,
-//! each its own round trips and its own commit. Here sends queue (bounded) for one writer
-//! task, which takes whatever has queued (up to [`MAX_BATCH`]) and writes the lot in one
-//! transaction with the same statements a single send uses (`service::send_many`): one
-//! head lock, one commit and one statement of each kind for the batch. An idle server
+//! Message writes take turns (each holds the messages lane from its first statement, so a
+//! message's `seq` order is its commit order: see `service`): sent one by one, each send
+//! would be its own round trips and its own commit. Here sends queue (bounded) for one
+//! writer task, which takes whatever has queued (up to [`MAX_BATCH`]) and writes the lot in
+//! one transaction with the same statements a single send uses (`service::send_many`): one
+//! lane lock, one commit and one statement of each kind for the batch. An idle server
 //! sends a lone message at once, as a batch of one; under load the batches grow while the
 //! previous one commits.
 //!
@@ -99,7 +99,7 @@ async fn write(
     keys: &KeyRing,
     jobs: &[SendJob],
 ) -> AppResult<Vec<AppResult<Message>>> {
-    let mut tx = WriteTxn::begin(db).await?;
+    let mut tx = WriteTxn::begin_in(db, service::LANE).await?;
     let answers = service::send_many(&mut tx, keys, jobs).await?;
     tx.commit().await?;
     Ok(answers)

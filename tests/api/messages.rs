@@ -18,6 +18,7 @@ on_both_backends!(
     messages_are_audited_and_sealed_at_rest,
     a_send_that_commits_after_the_time_limit_is_answered,
     sends_queued_together_commit_together_and_fail_alone,
+    a_message_write_holds_its_lane_not_the_audit_head,
 );
 
 pub const START: &str = r#"mutation($p: ID!, $s: String! = "Demo question", $b: String! = "Demo: is my dose right?", $to: [ID!], $att: [ID!], $k: String) {
@@ -769,4 +770,46 @@ async fn sends_queued_together_commit_together_and_fail_alone(b: Backend) {
         1,
         "{b:?}: only the thread's first message: {t}"
     );
+}
+
+/// On PostgreSQL a message write holds the messages lane, not the audit head, until it
+/// commits: reads and their audit rows go on meanwhile, while another message write waits
+/// its turn. (SQLite lets one writer in at a time: there the lane is the head.)
+async fn a_message_write_holds_its_lane_not_the_audit_head(b: Backend) {
+    let app = spawn_app(b).await;
+    let Conversation {
+        doc, pid, thread, ..
+    } = conversation(&app).await;
+    if b == Backend::Sqlite {
+        return;
+    }
+    let held =
+        caregraph::audit::WriteTxn::begin_in(&app.state.db, caregraph::messages::service::LANE)
+            .await
+            .unwrap();
+    let reads = app.audit_count("action = 'patient.read'").await;
+    let read = "query($id: ID!) { patient(id: $id) { givenName } }";
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        app.gql(Some(&doc), read, json!({ "id": pid })),
+    )
+    .await
+    .expect("a read waited for a message write");
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(app.audit_count("action = 'patient.read'").await, reads + 1);
+    let send = app.gql(
+        Some(&doc),
+        SEND,
+        json!({ "t": thread, "b": "Demo: after the lane" }),
+    );
+    tokio::pin!(send);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(500), &mut send)
+            .await
+            .is_err(),
+        "a send did not wait for the lane"
+    );
+    held.commit().await.unwrap();
+    let r = send.await;
+    assert!(r["errors"].is_null(), "{r}");
 }

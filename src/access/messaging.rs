@@ -136,20 +136,10 @@ pub async fn thread_grant(
     write: bool,
     action: &'static str,
 ) -> AppResult<(ThreadGrant, message_threads::Model)> {
-    let Some(thread) = message_threads::Entity::find_by_id(thread_id)
-        .one(&state.db)
-        .await?
-    else {
+    let Some((thread, participant)) = thread_and_part(state, viewer, thread_id).await? else {
         return not_found(state, viewer, thread_id, None, action).await;
     };
     let patient_id = thread.patient_id;
-    let participant = thread_participants::Entity::find_by_id((thread_id, viewer.user_id))
-        .select_only()
-        .column(thread_participants::Column::UserId)
-        .into_tuple::<Uuid>()
-        .one(&state.db)
-        .await?
-        .is_some();
     // A thread the viewer takes no part in is NOT_FOUND to a care-team provider before
     // anything else is said about the patient.
     let outsider = viewer.role == Role::Provider && !participant;
@@ -179,6 +169,56 @@ pub async fn thread_grant(
         },
         thread,
     ))
+}
+
+/// The thread row and whether the viewer takes part in it, in one statement.
+async fn thread_and_part(
+    state: &AppState,
+    viewer: &Viewer,
+    thread_id: Uuid,
+) -> AppResult<Option<(message_threads::Model, bool)>> {
+    #[derive(sea_orm::FromQueryResult)]
+    struct Row {
+        id: Uuid,
+        patient_id: Uuid,
+        subject_enc: Vec<u8>,
+        created_by: Uuid,
+        created_at: chrono::DateTime<Utc>,
+        last_message_at: chrono::DateTime<Utc>,
+        cg_participant: bool,
+    }
+    let part = Query::select()
+        .expr(Expr::val(1))
+        .from(thread_participants::Entity)
+        .and_where(
+            Expr::col((
+                thread_participants::Entity,
+                thread_participants::Column::ThreadId,
+            ))
+            .equals((message_threads::Entity, message_threads::Column::Id)),
+        )
+        .and_where(thread_participants::Column::UserId.eq(viewer.user_id))
+        .to_owned();
+    let row = message_threads::Entity::find_by_id(thread_id)
+        .select_only()
+        .columns(<message_threads::Column as sea_orm::Iterable>::iter())
+        .expr_as(Expr::exists(part), "cg_participant")
+        .into_model::<Row>()
+        .one(&state.db)
+        .await?;
+    Ok(row.map(|r| {
+        (
+            message_threads::Model {
+                id: r.id,
+                patient_id: r.patient_id,
+                subject_enc: r.subject_enc,
+                created_by: r.created_by,
+                created_at: r.created_at,
+                last_message_at: r.last_message_at,
+            },
+            r.cg_participant,
+        )
+    }))
 }
 
 async fn not_found<T>(

@@ -788,11 +788,19 @@ async fn relationship(
             r
         }
         None => match (viewer.role, viewer.provider_id, viewer.patient_id) {
+            // One statement, shared with concurrent reads ([`reads`]), that brings the
+            // consent scopes too: cheaper than the three lookups it stands for.
             (Role::Provider, Some(provider), _) => {
-                load_relationships(&state.db, provider, &[patient_id], need_scopes)
-                    .await?
-                    .remove(&patient_id)
-                    .unwrap_or_default()
+                let reads = state.service::<reads::ProviderReads>()?;
+                match reads.read(provider, patient_id).await? {
+                    Some(r) => Relationship {
+                        visible: r.care_team || r.emergency,
+                        care_team: r.care_team,
+                        emergency: r.emergency,
+                        scopes: Some(r.scopes),
+                    },
+                    None => Relationship::default(),
+                }
             }
             (Role::Patient, _, Some(own)) if own == patient_id => Relationship {
                 visible: patient_exists(&state.db, patient_id, false).await?,

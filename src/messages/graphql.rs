@@ -597,7 +597,7 @@ impl MessagesMutation {
         let idem = idempotency(ctx, idempotency_key.as_deref(), "sendMessage", || {
             format!("{thread_id}|{body}|{attachments:?}")
         })?;
-        let m = state
+        let sent = state
             .service::<super::writer::Sends>()?
             .send(service::SendJob {
                 viewer: viewer.clone(),
@@ -607,8 +607,8 @@ impl MessagesMutation {
                 idempotency: idem,
             })
             .await?;
-        super::live::message_sent(state, &m).await?;
-        Ok(Message::new(m, Arc::new(grant)))
+        super::live::message_sent(state, &sent).await?;
+        Ok(Message::new(sent.message, Arc::new(grant)))
     }
 
     /// Mark a thread read up to (and including) message `upTo`; never moves backwards.

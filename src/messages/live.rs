@@ -32,8 +32,12 @@ use entity::{message_threads, messages};
 const REPLAY_BATCH: u64 = 100;
 
 /// Tell subscribers that a message was sent (after its transaction committed).
-pub async fn message_sent(state: &AppState, m: &service::Message) -> AppResult<()> {
-    let to = service::participant_users(&state.db, m.row.thread_id).await?;
+pub async fn message_sent(state: &AppState, sent: &service::Sent) -> AppResult<()> {
+    let m = &sent.message;
+    let to = match &sent.to {
+        Some(to) => to.clone(),
+        None => service::participant_users(&state.db, m.row.thread_id).await?,
+    };
     let others: Vec<Uuid> = to
         .iter()
         .copied()

@@ -56,6 +56,14 @@ pub struct Message {
     pub attachments: Vec<Uuid>,
 }
 
+/// A message just sent, with the users taking part in its thread once it was (`None` when
+/// it was sent earlier: an idempotent replay), whom its event goes to.
+#[derive(Clone, Debug)]
+pub struct Sent {
+    pub message: Message,
+    pub to: Option<Vec<Uuid>>,
+}
+
 /// A thread's participant.
 #[derive(Clone, Debug)]
 pub struct Participant {
@@ -145,7 +153,7 @@ pub async fn start(
     grant: &MessagingGrant,
     new: NewThread,
     idempotency: Option<&Idempotency>,
-) -> AppResult<(Thread, Message)> {
+) -> AppResult<(Thread, Sent)> {
     if !grant.writable() {
         return Err(AppError::Forbidden(crate::access::BREAK_GLASS_READ_ONLY));
     }
@@ -177,6 +185,10 @@ pub async fn start(
             first.clone(),
             attachments.get(&first.id).cloned().unwrap_or_default(),
         )?;
+        let first = Sent {
+            message: first,
+            to: None,
+        };
         return Ok((open_thread(keys, row)?, first));
     }
     let now = Utc::now();
@@ -275,7 +287,7 @@ async fn post_many<G: PatientGrant>(
     keys: &KeyRing,
     now: DateTime<Utc>,
     items: Vec<Outgoing<'_, G>>,
-) -> AppResult<Vec<Message>> {
+) -> AppResult<Vec<Sent>> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
@@ -324,14 +336,36 @@ async fn post_many<G: PatientGrant>(
         .filter(message_threads::Column::Id.is_in(threads.clone()))
         .exec(tx.conn())
         .await?;
-    thread_participants::Entity::update_many()
+    // Back in every participant's inbox; who they are is whom the events go to.
+    let unarchive = thread_participants::Entity::update_many()
         .col_expr(
             thread_participants::Column::ArchivedAt,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
-        .filter(thread_participants::Column::ThreadId.is_in(threads))
-        .exec(tx.conn())
-        .await?;
+        .filter(thread_participants::Column::ThreadId.is_in(threads.clone()));
+    let people: Vec<(Uuid, Uuid)> = if tx.conn().support_returning() {
+        unarchive
+            .exec_with_returning(tx.conn())
+            .await?
+            .into_iter()
+            .map(|p| (p.thread_id, p.user_id))
+            .collect()
+    } else {
+        // sea-orm's SQLite driver does not use RETURNING: read them back.
+        unarchive.exec(tx.conn()).await?;
+        thread_participants::Entity::find()
+            .filter(thread_participants::Column::ThreadId.is_in(threads))
+            .select_only()
+            .column(thread_participants::Column::ThreadId)
+            .column(thread_participants::Column::UserId)
+            .into_tuple()
+            .all(tx.conn())
+            .await?
+    };
+    let mut to: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    for (thread, user) in people {
+        to.entry(thread).or_default().push(user);
+    }
     // Each sender has read what they wrote (up to their last message of the batch).
     let mut senders: Vec<(Uuid, Uuid, &str, i64)> = Vec::new();
     for (item, row) in items.iter().zip(&sent) {
@@ -372,10 +406,17 @@ async fn post_many<G: PatientGrant>(
                     "attachments": item.attachments.iter().map(Uuid::to_string).collect::<Vec<_>>(),
                 })),
         );
-        out.push(Message {
-            row,
-            body: Some(item.body),
-            attachments: item.attachments,
+        let mut users = to.get(&row.thread_id).cloned().unwrap_or_default();
+        if !users.contains(&row.sender_id) {
+            users.push(row.sender_id);
+        }
+        out.push(Sent {
+            message: Message {
+                row,
+                body: Some(item.body),
+                attachments: item.attachments,
+            },
+            to: Some(users),
         });
     }
     Ok(out)
@@ -419,7 +460,7 @@ pub async fn send_many(
     tx: &mut WriteTxn,
     keys: &KeyRing,
     jobs: &[SendJob],
-) -> AppResult<Vec<AppResult<Message>>> {
+) -> AppResult<Vec<AppResult<Sent>>> {
     let asked: Vec<_> = jobs
         .iter()
         .map(|j| j.idempotency.as_ref().map(|i| (j.viewer.user_id, i)))
@@ -473,7 +514,9 @@ pub async fn send_many(
         .iter()
         .zip(&plans)
         .filter_map(|(j, p)| match (p, &j.idempotency) {
-            (Plan::Post(n), Some(idem)) => Some((j.viewer.user_id, idem, posted[*n].row.id)),
+            (Plan::Post(n), Some(idem)) => {
+                Some((j.viewer.user_id, idem, posted[*n].message.row.id))
+            }
             _ => None,
         })
         .collect();
@@ -484,10 +527,15 @@ pub async fn send_many(
             Plan::Refused(e) => Err(e),
             Plan::Post(n) => Ok(posted[n].clone()),
             Plan::Repeat(n) => {
-                replayed_read(tx, job, posted[n].row.id);
-                Ok(posted[n].clone())
+                replayed_read(tx, job, posted[n].message.row.id);
+                Ok(Sent {
+                    message: posted[n].message.clone(),
+                    to: None,
+                })
             }
-            Plan::Replay(prior) => replay(tx, keys, job, prior).await?,
+            Plan::Replay(prior) => replay(tx, keys, job, prior)
+                .await?
+                .map(|message| Sent { message, to: None }),
         });
     }
     Ok(out)

@@ -15,7 +15,7 @@
 use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::service::{self, Message, SendJob};
+use super::service::{self, SendJob, Sent};
 use crate::audit::WriteTxn;
 use crate::crypto::KeyRing;
 use crate::error::{AppError, AppResult};
@@ -25,7 +25,7 @@ pub const MAX_BATCH: usize = 64;
 
 struct Pending {
     job: SendJob,
-    reply: oneshot::Sender<AppResult<Message>>,
+    reply: oneshot::Sender<AppResult<Sent>>,
 }
 
 /// Handle to the send writer.
@@ -44,7 +44,7 @@ impl Sends {
 
     /// Send one message and wait until it (with its audit row) has committed. Once queued
     /// it is written even if the caller stops waiting.
-    pub async fn send(&self, job: SendJob) -> AppResult<Message> {
+    pub async fn send(&self, job: SendJob) -> AppResult<Sent> {
         let (reply, wait) = oneshot::channel();
         self.tx
             .send(Pending { job, reply })
@@ -98,7 +98,7 @@ async fn write(
     db: &DatabaseConnection,
     keys: &KeyRing,
     jobs: &[SendJob],
-) -> AppResult<Vec<AppResult<Message>>> {
+) -> AppResult<Vec<AppResult<Sent>>> {
     let mut tx = WriteTxn::begin_in(db, service::LANE).await?;
     let answers = service::send_many(&mut tx, keys, jobs).await?;
     tx.commit().await?;

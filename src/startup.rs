@@ -149,6 +149,7 @@ pub async fn build_state(cfg: Config) -> Result<AppState, StartupError> {
     services.insert(crate::messages::writer::Sends::start(
         db.clone(),
         keys.clone(),
+        stores.bus.clone(),
         cfg.audit_queue,
     ));
     services.insert(AppointmentReads::start(

@@ -607,7 +607,7 @@ impl MessagesMutation {
                 idempotency: idem,
             })
             .await?;
-        super::live::message_sent(state, &sent).await?;
+        // The writer has announced it (a replay was announced when first sent).
         Ok(Message::new(sent.message, Arc::new(grant)))
     }
 

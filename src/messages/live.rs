@@ -25,36 +25,40 @@ use crate::graphql::live::LiveViewer;
 use crate::graphql::relay::parse_id;
 use crate::identity::Viewer;
 use crate::state::AppState;
-use crate::stores::bus::{Delivery, Event, Subscription as BusSubscription, Topic};
+use crate::stores::bus::{Bus, Delivery, Event, Subscription as BusSubscription, Topic};
 use entity::{message_threads, messages};
 
 /// Messages one replay step reads.
 const REPLAY_BATCH: u64 = 100;
 
-/// Tell subscribers that a message was sent (after its transaction committed).
+/// Tell subscribers that a thread's first message was sent (after its transaction
+/// committed). Sends are published by their writer (`writer`), in commit order.
 pub async fn message_sent(state: &AppState, sent: &service::Sent) -> AppResult<()> {
     let m = &sent.message;
     let to = match &sent.to {
         Some(to) => to.clone(),
         None => service::participant_users(&state.db, m.row.thread_id).await?,
     };
+    publish_message(&state.stores.bus, m, to).await;
+    Ok(())
+}
+
+/// Publish a committed message's events, ids only: the message to everyone in its thread
+/// (`to`), and a changed unread count to all but its sender.
+pub async fn publish_message(bus: &Bus, m: &service::Message, to: Vec<Uuid>) {
     let others: Vec<Uuid> = to
         .iter()
         .copied()
         .filter(|u| *u != m.row.sender_id)
         .collect();
-    state
-        .stores
-        .bus
-        .publish(Event::Message {
-            id: m.row.id,
-            thread: m.row.thread_id,
-            seq: m.row.seq,
-            to,
-        })
-        .await;
-    state.stores.bus.publish(Event::Unread { to: others }).await;
-    Ok(())
+    bus.publish(Event::Message {
+        id: m.row.id,
+        thread: m.row.thread_id,
+        seq: m.row.seq,
+        to,
+    })
+    .await;
+    bus.publish(Event::Unread { to: others }).await;
 }
 
 /// Tell a user's subscriptions that their unread count may have changed.

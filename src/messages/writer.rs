@@ -9,6 +9,12 @@
 //! sends a lone message at once, as a batch of one; under load the batches grow while the
 //! previous one commits.
 //!
+//! Once a batch has committed and its senders have their answers, the writer publishes its
+//! messages' events (ids only) in `seq` order, before it takes the next batch: a subscriber
+//! never sees a later message's event before an earlier one's (a feed skips what is below
+//! its last `seq`), and a send whose client went away is still announced. An idempotent
+//! replay is not announced again.
+//!
 //! A job's own refusal (a read-only grant, an idempotency key reused) is that job's answer
 //! alone. A batch whose transaction fails wrote nothing, and each of its jobs is then sent
 //! again on its own, so one job cannot fail the others.
@@ -19,6 +25,7 @@ use super::service::{self, SendJob, Sent};
 use crate::audit::WriteTxn;
 use crate::crypto::KeyRing;
 use crate::error::{AppError, AppResult};
+use crate::stores::bus::Bus;
 
 /// Most messages one transaction writes.
 pub const MAX_BATCH: usize = 64;
@@ -36,9 +43,9 @@ pub struct Sends {
 
 impl Sends {
     /// Start the writer task. `capacity` bounds the queue of waiting sends.
-    pub fn start(db: DatabaseConnection, keys: KeyRing, capacity: usize) -> Sends {
+    pub fn start(db: DatabaseConnection, keys: KeyRing, bus: Bus, capacity: usize) -> Sends {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        tokio::spawn(writer(db, keys, rx));
+        tokio::spawn(writer(db, keys, bus, rx));
         Sends { tx }
     }
 
@@ -55,7 +62,7 @@ impl Sends {
     }
 }
 
-async fn writer(db: DatabaseConnection, keys: KeyRing, mut rx: mpsc::Receiver<Pending>) {
+async fn writer(db: DatabaseConnection, keys: KeyRing, bus: Bus, mut rx: mpsc::Receiver<Pending>) {
     while let Some(first) = rx.recv().await {
         let mut pending = vec![first];
         while pending.len() < MAX_BATCH {
@@ -66,29 +73,36 @@ async fn writer(db: DatabaseConnection, keys: KeyRing, mut rx: mpsc::Receiver<Pe
         }
         let (jobs, replies): (Vec<SendJob>, Vec<_>) =
             pending.into_iter().map(|p| (p.job, p.reply)).unzip();
-        match write(&db, &keys, &jobs).await {
-            Ok(answers) => {
-                for (reply, answer) in replies.into_iter().zip(answers) {
-                    let _ = reply.send(answer);
-                }
-            }
-            Err(e) if jobs.len() == 1 => {
-                if let Some(reply) = replies.into_iter().next() {
-                    let _ = reply.send(Err(e));
-                }
-            }
+        let answers = match write(&db, &keys, &jobs).await {
+            Ok(answers) => answers,
+            Err(e) if jobs.len() == 1 => vec![Err(e)],
             Err(e) => {
                 tracing::warn!(error = ?e, batch = jobs.len(), "message batch failed; sending its messages one by one");
-                for (job, reply) in jobs.iter().zip(replies) {
-                    let answer = match write(&db, &keys, std::slice::from_ref(job)).await {
+                let mut answers = Vec::with_capacity(jobs.len());
+                for job in &jobs {
+                    answers.push(match write(&db, &keys, std::slice::from_ref(job)).await {
                         Ok(mut one) => one.pop().unwrap_or_else(|| {
                             Err(AppError::internal_msg("message send was dropped"))
                         }),
                         Err(e) => Err(e),
-                    };
-                    let _ = reply.send(answer);
+                    });
                 }
+                answers
             }
+        };
+        let mut announce = Vec::new();
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            if let Ok(Sent {
+                message,
+                to: Some(to),
+            }) = &answer
+            {
+                announce.push((message.clone(), to.clone()));
+            }
+            let _ = reply.send(answer);
+        }
+        for (message, to) in announce {
+            super::live::publish_message(&bus, &message, to).await;
         }
     }
 }

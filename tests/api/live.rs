@@ -11,11 +11,12 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
-use crate::messages::{Conversation, consent_only, conversation, patient_thread, send};
+use crate::messages::{Conversation, SEND, consent_only, conversation, patient_thread, send};
 use crate::on_both_backends;
 
 on_both_backends!(
     messages_arrive_live_and_only_where_they_belong,
+    a_send_whose_client_went_away_is_still_delivered,
     withdrawn_consent_stops_delivery_at_the_next_event,
     a_cursor_replays_what_was_missed_then_goes_live,
     unread_counts_and_appointments_are_live,
@@ -686,5 +687,39 @@ async fn a_subscription_that_falls_behind_ends_with_resync(b: Backend) {
     assert_eq!(
         got["data"]["messageReceived"]["id"], missed["id"],
         "{b:?}: {got}"
+    );
+}
+
+/// A send, once queued, is written and announced even if its client stops waiting (a
+/// phone losing its network): the subscriber gets it live, not only on its next replay.
+async fn a_send_whose_client_went_away_is_still_delivered(b: Backend) {
+    let app = spawn_app(b).await;
+    let Conversation {
+        pat, doc, thread, ..
+    } = conversation(&app).await;
+    let mut patient = ws_signed_in(&app, &pat).await;
+    subscribe(&mut patient, "one", RECEIVED, json!({ "t": thread })).await;
+    settle().await;
+    // The audit head is busy, so the send waits to commit; its client gives up meanwhile.
+    let held = caregraph::audit::WriteTxn::begin(&app.state.db)
+        .await
+        .unwrap();
+    let gone = tokio::time::timeout(
+        Duration::from_millis(300),
+        app.gql(
+            Some(&doc),
+            SEND,
+            json!({ "t": thread, "b": "Demo: sent as the client went away" }),
+        ),
+    )
+    .await;
+    assert!(gone.is_err(), "the send answered while the head was held");
+    held.commit().await.unwrap();
+    let m = next_for(&mut patient, "one", Duration::from_secs(5))
+        .await
+        .expect("the message was not delivered");
+    assert_eq!(
+        m["data"]["messageReceived"]["body"],
+        "Demo: sent as the client went away"
     );
 }

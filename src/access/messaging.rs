@@ -187,22 +187,10 @@ async fn thread_and_part(
         last_message_at: chrono::DateTime<Utc>,
         cg_participant: bool,
     }
-    let part = Query::select()
-        .expr(Expr::val(1))
-        .from(thread_participants::Entity)
-        .and_where(
-            Expr::col((
-                thread_participants::Entity,
-                thread_participants::Column::ThreadId,
-            ))
-            .equals((message_threads::Entity, message_threads::Column::Id)),
-        )
-        .and_where(thread_participants::Column::UserId.eq(viewer.user_id))
-        .to_owned();
     let row = message_threads::Entity::find_by_id(thread_id)
         .select_only()
         .columns(<message_threads::Column as sea_orm::Iterable>::iter())
-        .expr_as(Expr::exists(part), "cg_participant")
+        .expr_as(Expr::exists(takes_part(viewer)), "cg_participant")
         .into_model::<Row>()
         .one(&state.db)
         .await?;
@@ -306,13 +294,10 @@ pub async fn recipients(
     }
 }
 
-/// SQL condition on `message_threads` selecting the threads the viewer reads in their
-/// inbox: those they take part in (a patient: all of their own), of a patient they may
-/// still see, and for a provider only while on the care team under MESSAGES consent.
-pub fn readable_threads(viewer: &Viewer) -> AppResult<Condition> {
-    let thread_patient =
-        || Expr::col((message_threads::Entity, message_threads::Column::PatientId));
-    let participant = Query::select()
+/// Subquery, correlated with `message_threads`: a row when the viewer takes part in the
+/// thread.
+fn takes_part(viewer: &Viewer) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
         .expr(Expr::val(1))
         .from(thread_participants::Entity)
         .and_where(
@@ -329,7 +314,16 @@ pub fn readable_threads(viewer: &Viewer) -> AppResult<Condition> {
             ))
             .eq(viewer.user_id),
         )
-        .to_owned();
+        .to_owned()
+}
+
+/// SQL condition on `message_threads` selecting the threads the viewer reads in their
+/// inbox: those they take part in (a patient: all of their own), of a patient they may
+/// still see, and for a provider only while on the care team under MESSAGES consent.
+pub fn readable_threads(viewer: &Viewer) -> AppResult<Condition> {
+    let thread_patient =
+        || Expr::col((message_threads::Entity, message_threads::Column::PatientId));
+    let participant = takes_part(viewer);
     let live_patient = Query::select()
         .expr(Expr::val(1))
         .from(patients::Entity)

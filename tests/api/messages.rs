@@ -76,6 +76,18 @@ pub async fn patient_thread(app: &TestApp, pat: &str, pid: &str) -> String {
         .to_owned()
 }
 
+/// Take the audit head (as a write transaction's first statement does) and let it go after
+/// `ms`: writes queue meanwhile. Await the handle to know it was let go.
+async fn hold_audit_head(app: &TestApp, ms: u64) -> tokio::task::JoinHandle<()> {
+    let held = caregraph::audit::WriteTxn::begin(&app.state.db)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        held.commit().await.unwrap();
+    })
+}
+
 pub async fn send(app: &TestApp, token: &str, thread: &str, body: &str) -> Value {
     let r = app
         .gql(Some(token), SEND, json!({ "t": thread, "b": body }))
@@ -602,13 +614,7 @@ async fn a_send_that_commits_after_the_time_limit_is_answered(b: Backend) {
     let Conversation {
         pat, doc, thread, ..
     } = conversation(&app).await;
-    let held = caregraph::audit::WriteTxn::begin(&app.state.db)
-        .await
-        .unwrap();
-    let release = tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-        held.commit().await.unwrap();
-    });
+    let release = hold_audit_head(&app, 1200).await;
     let r = app
         .gql(
             Some(&doc),
@@ -646,13 +652,7 @@ async fn sends_queued_together_commit_together_and_fail_alone(b: Backend) {
     let burst = |sends: Vec<(String, String, String, Option<&'static str>)>| {
         let app = &app;
         async move {
-            let held = caregraph::audit::WriteTxn::begin(&app.state.db)
-                .await
-                .unwrap();
-            let release = tokio::spawn(async move {
-                tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-                held.commit().await.unwrap();
-            });
+            let release = hold_audit_head(app, 600).await;
             let answers = futures_util::future::join_all(sends.iter().map(|(who, t, body, k)| {
                 app.gql(Some(who), SEND, json!({ "t": t, "b": body, "k": k }))
             }))

@@ -17,7 +17,8 @@ import WebSocket from 'ws';
 import { cpuUs, dbUrl, gql, median, memKb, postgresCpuUs, psql, redisCleanup, run, sleep, waitHttp } from './lib.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = path.join(root, 'target/release/caregraph');
+// CAREGRAPH_BIN: another build (or a wrapper, e.g. under a heap profiler) in its place.
+const BIN = process.env.CAREGRAPH_BIN || path.join(root, 'target/release/caregraph');
 
 function parseArgs(argv) {
   const o = { sockets: 10000, rate: 500, duration: 20, drain: 15, peerRates: null, smoke: false, peer: '../shared/peers/apollo-ws', out: path.join(root, 'bench/results') };

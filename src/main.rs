@@ -10,6 +10,8 @@ use caregraph::{audit, schema, seed, startup, telemetry};
 
 /// mimalloc: the request path allocates many small, short-lived objects, and glibc's
 /// malloc spent close to a fifth of the server's CPU on them (perf, bench/README.md).
+/// Built without the `mimalloc` feature, the system's, for heap profilers.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

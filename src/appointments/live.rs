@@ -69,13 +69,17 @@ impl Feed {
                 return Some(Err(AppError::Resync.into()));
             }
             let (id, patient) = match self.bus.next().await? {
-                Delivery::Event(Event::Appointment { id, patient, .. }) => (id, patient),
+                Delivery::Event(e) => match *e {
+                    Event::Appointment { id, patient, .. } => (id, patient),
+                    _ => continue,
+                },
                 _ => continue,
             };
             if self.patient.is_some_and(|p| p != patient) {
                 continue;
             }
-            match self.deliver(id).await {
+            // Boxed: the delivery's future exists while it runs, not between events.
+            match Box::pin(self.deliver(id)).await {
                 Ok(Some(a)) => return Some(Ok(a)),
                 Ok(None) => {}
                 Err(e) => {
@@ -125,33 +129,41 @@ impl AppointmentsSubscription {
         ctx: &Context<'_>,
         patient_id: Option<ID>,
     ) -> Result<impl Stream<Item = Result<Appointment>> + use<>> {
-        let state = ctx.state()?;
-        let viewer = ctx.viewer()?;
-        let patient = patient_id
-            .as_ref()
-            .map(|p| parse_id("patientId", p))
-            .transpose()?;
-        let topic = match patient {
-            Some(p) => {
-                grants::appointments_grant(state, viewer, p, false, "appointment.subscribe")
-                    .await?;
-                Topic::Patient(p)
-            }
-            None if viewer.role == Role::Researcher => {
-                return Err(
-                    AppError::Forbidden("researchers receive de-identified extracts only").into(),
-                );
-            }
-            None => Topic::User(viewer.user_id),
-        };
-        let feed = Feed {
-            live: LiveViewer::new(state, viewer),
-            patient,
-            bus: state.stores.bus.subscribe(vec![topic]),
-            done: false,
-        };
-        Ok(futures_util::stream::unfold(feed, |mut f| async move {
-            f.next().await.map(|item| (item, f))
-        }))
+        // Boxed: what opening the feed awaits is not kept in the subscription's state.
+        Box::pin(open_appointment_feed(ctx, patient_id)).await
     }
+}
+
+/// Check the request and open the feed (see the field above).
+async fn open_appointment_feed(
+    ctx: &Context<'_>,
+    patient_id: Option<ID>,
+) -> Result<impl Stream<Item = Result<Appointment>> + use<>> {
+    let state = ctx.state()?;
+    let viewer = ctx.viewer()?;
+    let patient = patient_id
+        .as_ref()
+        .map(|p| parse_id("patientId", p))
+        .transpose()?;
+    let topic = match patient {
+        Some(p) => {
+            grants::appointments_grant(state, viewer, p, false, "appointment.subscribe").await?;
+            Topic::Patient(p)
+        }
+        None if viewer.role == Role::Researcher => {
+            return Err(
+                AppError::Forbidden("researchers receive de-identified extracts only").into(),
+            );
+        }
+        None => Topic::User(viewer.user_id),
+    };
+    let feed = Feed {
+        live: LiveViewer::new(state, viewer),
+        patient,
+        bus: state.stores.bus.subscribe(vec![topic]),
+        done: false,
+    };
+    Ok(futures_util::stream::unfold(feed, |mut f| async move {
+        f.next().await.map(|item| (item, f))
+    }))
 }

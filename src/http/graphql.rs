@@ -356,7 +356,7 @@ pub async fn ws_handler(
     let upgrade = upgrade
         .max_message_size(max)
         .max_frame_size(max)
-        .read_buffer_size(4096)
+        .read_buffer_size(512)
         .write_buffer_size(0)
         .protocols(ALL_WEBSOCKET_PROTOCOLS);
     if transport_ws {

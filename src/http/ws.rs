@@ -61,9 +61,11 @@ enum ClientMessage {
     },
 }
 
+/// What an operation's task hands the socket (boxed strings: the queue's slots are
+/// allocated up front, for each socket).
 enum Out {
-    Frame(String),
-    Done(String),
+    Frame(Box<str>),
+    Done(Box<str>),
 }
 
 fn close(code: u16, reason: &'static str) -> Message {
@@ -115,7 +117,7 @@ pub async fn serve(socket: WebSocket, s: HttpState, meta: RequestMeta) {
     let app = &s.app;
     let claims = token.as_deref().and_then(|t| app.tokens.verify(t));
     let signed_in = match (&token, &claims) {
-        (Some(t), Some(_)) => crate::auth::service::resolve_viewer(app, t, meta.clone())
+        (Some(t), Some(_)) => Box::pin(crate::auth::service::resolve_viewer(app, t, meta.clone()))
             .await
             .ok()
             .flatten()
@@ -127,7 +129,11 @@ pub async fn serve(socket: WebSocket, s: HttpState, meta: RequestMeta) {
         let _ = sink.send(close(4403, "Forbidden")).await;
         return;
     };
+    // The socket keeps its session's id, its token and when the token expires; the viewer
+    // and the claims are let go (each operation resolves its own viewer).
+    let exp = claims.exp;
     let sid = viewer.session_id.clone();
+    drop((claims, viewer));
     let mut session_events = match uuid::Uuid::parse_str(&sid) {
         Ok(id) => Some(app.stores.bus.subscribe(vec![Topic::Session(id)])),
         Err(_) => None,
@@ -140,9 +146,7 @@ pub async fn serve(socket: WebSocket, s: HttpState, meta: RequestMeta) {
         return;
     }
     let expires = Instant::now()
-        + Duration::from_secs(
-            u64::try_from(claims.exp - chrono::Utc::now().timestamp()).unwrap_or(0),
-        );
+        + Duration::from_secs(u64::try_from(exp - chrono::Utc::now().timestamp()).unwrap_or(0));
     // When to look at the session again (its inactivity deadline, as far as we know).
     let mut look_at = Instant::now() + Duration::from_secs(1);
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(OUTBOUND);
@@ -184,7 +188,7 @@ pub async fn serve(socket: WebSocket, s: HttpState, meta: RequestMeta) {
                             continue;
                         }
                         let task = tokio::spawn(run(
-                            s.clone(),
+                            s.ws_schema.clone(),
                             ws_session.clone(),
                             id.clone(),
                             *payload,
@@ -202,13 +206,13 @@ pub async fn serve(socket: WebSocket, s: HttpState, meta: RequestMeta) {
             }
             Some(out) = out_rx.recv() => match out {
                 Out::Frame(f) => {
-                    if sink.send(Message::Text(f.into())).await.is_err() {
+                    if sink.send(Message::Text(String::from(f).into())).await.is_err() {
                         break None;
                     }
                 }
                 Out::Done(id) => {
-                    if ops.get(&id).is_some_and(|h| h.is_finished()) {
-                        ops.remove(&id);
+                    if ops.get(&*id).is_some_and(|h| h.is_finished()) {
+                        ops.remove(&*id);
                     }
                 }
             },
@@ -265,9 +269,10 @@ fn error_frame(id: &str, message: &str) -> String {
 }
 
 /// Run one operation and send its results: `next` for each, then `complete`; a request
-/// refused before it ran (validation, the token) is one `error`.
+/// refused before it ran (validation, the token) is one `error`. Between results the task
+/// holds only its stream and the frame being sent.
 async fn run(
-    s: HttpState,
+    schema: crate::schema::AppSchema,
     session: std::sync::Arc<WsSession>,
     id: String,
     request: Request,
@@ -278,27 +283,36 @@ async fn run(
         token: session.token.clone(),
         meta: session.meta.clone(),
     });
-    let mut results = s
-        .ws_schema
-        .execute_stream_with_session_data(request, std::sync::Arc::new(data));
+    drop(session);
+    let mut results = schema.execute_stream_with_session_data(request, std::sync::Arc::new(data));
+    drop(schema);
+    let id: Box<str> = id.into();
     let mut first = true;
     while let Some(resp) = results.next().await {
-        let frame = if first && refused(&resp) {
-            let frame = serde_json::json!({ "type": "error", "id": id, "payload": resp.errors });
-            let _ = out.send(Out::Frame(frame.to_string())).await;
-            let _ = out.send(Out::Done(id)).await;
-            return;
-        } else {
-            serde_json::json!({ "type": "next", "id": id, "payload": resp })
-        };
+        let refusal = first && refused(&resp);
         first = false;
-        if out.send(Out::Frame(frame.to_string())).await.is_err() {
+        let frame = frame(if refusal { "error" } else { "next" }, &id, resp, refusal);
+        if out.send(Out::Frame(frame)).await.is_err() {
+            return;
+        }
+        if refusal {
+            let _ = out.send(Out::Done(id)).await;
             return;
         }
     }
-    let done = serde_json::json!({ "type": "complete", "id": id });
-    let _ = out.send(Out::Frame(done.to_string())).await;
+    let done = serde_json::json!({ "type": "complete", "id": &*id }).to_string();
+    let _ = out.send(Out::Frame(done.into())).await;
     let _ = out.send(Out::Done(id)).await;
+}
+
+/// One `next` frame (the response), or an `error` frame (its errors alone).
+fn frame(kind: &str, id: &str, resp: Response, errors_only: bool) -> Box<str> {
+    let v = if errors_only {
+        serde_json::json!({ "type": kind, "id": id, "payload": resp.errors })
+    } else {
+        serde_json::json!({ "type": kind, "id": id, "payload": resp })
+    };
+    v.to_string().into()
 }
 
 /// A response that is only errors, with no data at all: the request never ran.

@@ -92,8 +92,10 @@ impl Feed {
                 self.done = true;
                 return Some(Err(AppError::Resync.into()));
             }
+            // The heavy steps are boxed: their futures exist while they run, not between
+            // events, so an idle subscription holds little more than its queue.
             if self.replay {
-                match self.replay_step().await {
+                match Box::pin(self.replay_step()).await {
                     Ok(more) => self.replay = more,
                     Err(e) => {
                         self.done = true;
@@ -105,13 +107,17 @@ impl Feed {
             match self.bus.next().await {
                 None => return None,
                 Some(Delivery::Resync) => self.replay = true,
-                Some(Delivery::Event(Event::Message {
-                    id, thread, seq, ..
-                })) => {
+                Some(Delivery::Event(e)) => {
+                    let Event::Message {
+                        id, thread, seq, ..
+                    } = *e
+                    else {
+                        continue;
+                    };
                     if seq <= self.last || self.thread.is_some_and(|t| t != thread) {
                         continue;
                     }
-                    match self.deliver(id, thread, seq).await {
+                    match Box::pin(self.deliver(id, thread, seq)).await {
                         Ok(Some(m)) => return Some(Ok(m)),
                         Ok(None) => {}
                         Err(e) => {
@@ -251,40 +257,8 @@ impl MessagesSubscription {
         thread_id: Option<ID>,
         after: Option<String>,
     ) -> Result<impl Stream<Item = Result<Message>> + use<>> {
-        let state = ctx.state()?;
-        let viewer = ctx.viewer()?;
-        let thread = thread_id
-            .as_ref()
-            .map(|t| parse_id("threadId", t))
-            .transpose()?;
-        let after = after.as_deref().map(cursor_seq).transpose()?;
-        if let Some(t) = thread {
-            // NOT_FOUND (or CONSENT_REQUIRED) now rather than a subscription that never
-            // delivers.
-            grants::thread_grant(state, viewer, t, false, "message.subscribe").await?;
-        }
-        let topic = match thread {
-            Some(t) => Topic::Thread(t),
-            None => Topic::User(viewer.user_id),
-        };
-        // Subscribe before reading where to start, so nothing falls in between.
-        let bus = state.stores.bus.subscribe(vec![topic]);
-        let (last, replay) = match after {
-            Some(seq) => (seq, true),
-            None => (service::latest_seq(&state.db).await?, false),
-        };
-        let feed = Feed {
-            live: LiveViewer::new(state, viewer),
-            thread,
-            last,
-            bus,
-            pending: VecDeque::new(),
-            replay,
-            done: false,
-        };
-        Ok(futures_util::stream::unfold(feed, |mut f| async move {
-            f.next().await.map(|item| (item, f))
-        }))
+        // Boxed: what opening the feed awaits is not kept in the subscription's state.
+        Box::pin(open_message_feed(ctx, thread_id, after)).await
     }
 
     /// Your unread count across your inbox: now, then each time it changes.
@@ -292,57 +266,106 @@ impl MessagesSubscription {
         &self,
         ctx: &Context<'_>,
     ) -> Result<impl Stream<Item = Result<i64>> + use<>> {
-        let state = ctx.state()?;
-        let viewer = ctx.viewer()?;
-        let bus = state
-            .stores
-            .bus
-            .subscribe(vec![Topic::User(viewer.user_id)]);
-        let live = LiveViewer::new(state, viewer);
-        let start = unread_now(&live).await?;
-        struct Counter {
-            live: LiveViewer,
-            bus: BusSubscription,
-            last: Option<i64>,
-            first: Option<i64>,
-            done: bool,
-        }
-        let c = Counter {
-            live,
-            bus,
-            last: None,
-            first: Some(start),
-            done: false,
-        };
-        Ok(futures_util::stream::unfold(c, |mut c| async move {
-            if c.done {
-                return None;
-            }
-            if let Some(n) = c.first.take() {
-                c.last = Some(n);
-                return Some((Ok(n), c));
-            }
-            loop {
-                if c.bus.lagged() {
-                    c.done = true;
-                    return Some((Err(AppError::Resync.into()), c));
-                }
-                match c.bus.next().await? {
-                    Delivery::Event(Event::Unread { .. }) | Delivery::Resync => {}
-                    _ => continue,
-                }
-                match unread_now(&c.live).await {
-                    Ok(n) if Some(n) == c.last => continue,
-                    Ok(n) => {
-                        c.last = Some(n);
-                        return Some((Ok(n), c));
-                    }
-                    Err(e) => {
-                        c.done = true;
-                        return Some((Err(e.into()), c));
-                    }
-                }
-            }
-        }))
+        // Boxed: what opening the feed awaits is not kept in the subscription's state.
+        Box::pin(open_unread_feed(ctx)).await
     }
+}
+
+/// Check the request and open the feed (see the field above).
+async fn open_message_feed(
+    ctx: &Context<'_>,
+    thread_id: Option<ID>,
+    after: Option<String>,
+) -> Result<impl Stream<Item = Result<Message>> + use<>> {
+    let state = ctx.state()?;
+    let viewer = ctx.viewer()?;
+    let thread = thread_id
+        .as_ref()
+        .map(|t| parse_id("threadId", t))
+        .transpose()?;
+    let after = after.as_deref().map(cursor_seq).transpose()?;
+    if let Some(t) = thread {
+        // NOT_FOUND (or CONSENT_REQUIRED) now rather than a subscription that never
+        // delivers.
+        grants::thread_grant(state, viewer, t, false, "message.subscribe").await?;
+    }
+    let topic = match thread {
+        Some(t) => Topic::Thread(t),
+        None => Topic::User(viewer.user_id),
+    };
+    // Subscribe before reading where to start, so nothing falls in between.
+    let bus = state.stores.bus.subscribe(vec![topic]);
+    let (last, replay) = match after {
+        Some(seq) => (seq, true),
+        None => (service::latest_seq(&state.db).await?, false),
+    };
+    let feed = Feed {
+        live: LiveViewer::new(state, viewer),
+        thread,
+        last,
+        bus,
+        pending: VecDeque::new(),
+        replay,
+        done: false,
+    };
+    Ok(futures_util::stream::unfold(feed, |mut f| async move {
+        f.next().await.map(|item| (item, f))
+    }))
+}
+
+/// Check the request and open the feed (see the field above).
+async fn open_unread_feed(ctx: &Context<'_>) -> Result<impl Stream<Item = Result<i64>> + use<>> {
+    let state = ctx.state()?;
+    let viewer = ctx.viewer()?;
+    let bus = state
+        .stores
+        .bus
+        .subscribe(vec![Topic::User(viewer.user_id)]);
+    let live = LiveViewer::new(state, viewer);
+    let start = unread_now(&live).await?;
+    struct Counter {
+        live: LiveViewer,
+        bus: BusSubscription,
+        last: Option<i64>,
+        first: Option<i64>,
+        done: bool,
+    }
+    let c = Counter {
+        live,
+        bus,
+        last: None,
+        first: Some(start),
+        done: false,
+    };
+    Ok(futures_util::stream::unfold(c, |mut c| async move {
+        if c.done {
+            return None;
+        }
+        if let Some(n) = c.first.take() {
+            c.last = Some(n);
+            return Some((Ok(n), c));
+        }
+        loop {
+            if c.bus.lagged() {
+                c.done = true;
+                return Some((Err(AppError::Resync.into()), c));
+            }
+            match c.bus.next().await? {
+                Delivery::Event(e) if matches!(*e, Event::Unread { .. }) => {}
+                Delivery::Resync => {}
+                _ => continue,
+            }
+            match Box::pin(unread_now(&c.live)).await {
+                Ok(n) if Some(n) == c.last => continue,
+                Ok(n) => {
+                    c.last = Some(n);
+                    return Some((Ok(n), c));
+                }
+                Err(e) => {
+                    c.done = true;
+                    return Some((Err(e.into()), c));
+                }
+            }
+        }
+    }))
 }

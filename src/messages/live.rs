@@ -66,12 +66,60 @@ pub async fn unread_changed(state: &AppState, users: Vec<Uuid>) {
     state.stores.bus.publish(Event::Unread { to: users }).await;
 }
 
+/// Handled seqs a feed remembers above its floor.
+const SEEN_WINDOW: usize = 256;
+
+/// Which message `seq`s a feed has handled, so that each is delivered once even when
+/// events arrive out of commit order: two instances announce their sends independently,
+/// and a thread's first message is announced by its resolver while the writer announces
+/// later sends. Everything at or below `floor` is handled (it precedes the subscription, or
+/// a replay read it), and `recent` holds the handled seqs above it. The window is bounded:
+/// when it is full the floor rises to its oldest entry, so an event overtaken by more than
+/// [`SEEN_WINDOW`] later ones counts as handled rather than memory growing.
+struct Seen {
+    floor: i64,
+    recent: std::collections::BTreeSet<i64>,
+}
+
+impl Seen {
+    fn new(floor: i64) -> Seen {
+        Seen {
+            floor,
+            recent: Default::default(),
+        }
+    }
+
+    fn handled(&self, seq: i64) -> bool {
+        seq <= self.floor || self.recent.contains(&seq)
+    }
+
+    fn mark(&mut self, seq: i64) {
+        if seq <= self.floor {
+            return;
+        }
+        self.recent.insert(seq);
+        while self.recent.len() > SEEN_WINDOW {
+            if let Some(oldest) = self.recent.pop_first() {
+                self.floor = oldest;
+            }
+        }
+    }
+
+    /// Everything up to `upto` is handled.
+    fn cover(&mut self, upto: i64) {
+        if upto > self.floor {
+            self.floor = upto;
+            self.recent = self.recent.split_off(&(upto + 1));
+        }
+    }
+}
+
 /// One `messageReceived` subscription's state between events.
 struct Feed {
     live: LiveViewer,
     thread: Option<Uuid>,
-    /// The last `seq` delivered (or skipped as not this subscriber's).
-    last: i64,
+    /// The `seq`s handled (delivered, or skipped as not this subscriber's).
+    seen: Seen,
     bus: BusSubscription,
     pending: VecDeque<Message>,
     replay: bool,
@@ -114,7 +162,7 @@ impl Feed {
                     else {
                         continue;
                     };
-                    if seq <= self.last || self.thread.is_some_and(|t| t != thread) {
+                    if self.seen.handled(seq) || self.thread.is_some_and(|t| t != thread) {
                         continue;
                     }
                     match Box::pin(self.deliver(id, thread, seq)).await {
@@ -135,8 +183,8 @@ impl Feed {
     async fn deliver(&mut self, id: Uuid, thread: Uuid, seq: i64) -> AppResult<Option<Message>> {
         let viewer = self.live.now().await?;
         let state = &self.live.state;
-        // The message's own seq, even when it is not shown: what replay starts after.
-        self.last = self.last.max(seq);
+        // Handled, even when it is not shown.
+        self.seen.mark(seq);
         let Some(grant) = grant(state, &viewer, thread).await? else {
             return Ok(None);
         };
@@ -147,13 +195,15 @@ impl Feed {
         Ok(Some(Message::live(m, grant, Arc::new(viewer))))
     }
 
-    /// Read (a batch of) what was committed after `last` in the threads this subscriber
-    /// may read; true when there may be more.
+    /// Read (a batch of) what was committed above the handled floor in the threads this
+    /// subscriber may read, less what was already delivered live; true when there may be
+    /// more. `seq` order is commit order, so once a batch is read everything up to its last
+    /// `seq` is handled.
     async fn replay_step(&mut self) -> AppResult<bool> {
         let viewer = self.live.now().await?;
         let state = &self.live.state;
         let mut q = messages::Entity::find()
-            .filter(messages::Column::Seq.gt(self.last))
+            .filter(messages::Column::Seq.gt(self.seen.floor))
             .order_by_asc(messages::Column::Seq)
             .limit(REPLAY_BATCH);
         q = match self.thread {
@@ -169,11 +219,19 @@ impl Feed {
         };
         let rows = q.all(&state.db).await?;
         let more = rows.len() as u64 == REPLAY_BATCH;
-        let ids: Vec<Uuid> = rows.iter().map(|m| m.id).collect();
+        let ids: Vec<Uuid> = rows
+            .iter()
+            .filter(|m| !self.seen.handled(m.seq))
+            .map(|m| m.id)
+            .collect();
         let Some(last) = rows.last().map(|m| m.seq) else {
             return Ok(false);
         };
-        let opened = service::by_ids(&state.db, &state.keys, &ids).await?;
+        let opened = if ids.is_empty() {
+            Vec::new()
+        } else {
+            service::by_ids(&state.db, &state.keys, &ids).await?
+        };
         let mut by_thread: HashMap<Uuid, Option<Arc<ThreadGrant>>> = HashMap::new();
         let mut shown: Vec<(Arc<ThreadGrant>, service::Message)> = Vec::new();
         for m in opened {
@@ -195,7 +253,7 @@ impl Feed {
             self.pending
                 .push_back(Message::live(m, g, Arc::new(viewer.clone())));
         }
-        self.last = last;
+        self.seen.cover(last);
         Ok(more)
     }
 }
@@ -302,7 +360,7 @@ async fn open_message_feed(
     let feed = Feed {
         live: LiveViewer::new(state, viewer),
         thread,
-        last,
+        seen: Seen::new(last),
         bus,
         pending: VecDeque::new(),
         replay,
@@ -368,4 +426,29 @@ async fn open_unread_feed(ctx: &Context<'_>) -> Result<impl Stream<Item = Result
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SEEN_WINDOW, Seen};
+
+    #[test]
+    fn a_late_event_is_delivered_once_and_the_window_stays_bounded() {
+        let mut s = Seen::new(10);
+        assert!(s.handled(10) && !s.handled(11));
+        // 12 arrives before 11: both are delivered, each once.
+        s.mark(12);
+        assert!(!s.handled(11) && s.handled(12));
+        s.mark(11);
+        assert!(s.handled(11));
+        // A replay that read up to 20 covers everything below it.
+        s.cover(20);
+        assert!(s.handled(15) && !s.handled(21) && s.recent.is_empty());
+        for seq in 0..(SEEN_WINDOW as i64 + 10) {
+            s.mark(100 + seq * 2);
+        }
+        assert_eq!(s.recent.len(), SEEN_WINDOW);
+        // The floor rose past the oldest ones: an event that late counts as handled.
+        assert!(s.handled(101) && s.floor == 118);
+    }
 }

@@ -352,7 +352,17 @@ pub struct Instance {
 }
 
 pub async fn spawn_instance(app: &TestApp) -> Instance {
-    let cfg = Config::from_vars(&app.vars).expect("test config");
+    spawn_instance_with(app, |_| {}).await
+}
+
+/// [`spawn_instance`] with some of `app`'s settings changed by `change`.
+pub async fn spawn_instance_with(
+    app: &TestApp,
+    change: impl FnOnce(&mut HashMap<String, String>),
+) -> Instance {
+    let mut vars = app.vars.clone();
+    change(&mut vars);
+    let cfg = Config::from_vars(&vars).expect("test config");
     let state = caregraph::startup::build_state(cfg)
         .await
         .expect("build state");

@@ -24,6 +24,7 @@ on_both_backends!(
     the_protocol_is_kept,
     events_long_after_the_subscription_began_still_resolve,
     a_subscription_that_falls_behind_ends_with_resync,
+    a_message_announced_late_is_delivered_once,
 );
 
 const RECEIVED: &str = "subscription($t: ID, $after: String) { messageReceived(threadId: $t, after: $after) { id threadId body cursor sender { role } } }";
@@ -721,5 +722,92 @@ async fn a_send_whose_client_went_away_is_still_delivered(b: Backend) {
     assert_eq!(
         m["data"]["messageReceived"]["body"],
         "Demo: sent as the client went away"
+    );
+}
+
+/// Announcements may arrive out of commit order: instances announce their own sends, each
+/// when it has committed. A message announced after a later one is still delivered, and a
+/// message announced twice is delivered once. The other instance here has a bus of its own
+/// (in-process on SQLite, another Redis prefix on PostgreSQL), so what it sends is announced
+/// to this one only by hand, late.
+async fn a_message_announced_late_is_delivered_once(b: Backend) {
+    use caregraph::stores::bus::Event;
+    let app = spawn_app(b).await;
+    let Conversation {
+        pat, doc, thread, ..
+    } = conversation(&app).await;
+    let apart = spawn_instance_with(&app, |v| {
+        if let Some(p) = v.get("REDIS_KEY_PREFIX").cloned() {
+            v.insert("REDIS_KEY_PREFIX".into(), format!("{p}apart:"));
+        }
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let login = gql_at(
+        &client,
+        &apart.url,
+        None,
+        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+        json!({ "e": DOCTOR, "p": PASSWORD }),
+    )
+    .await;
+    let doc_apart = login["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{b:?}: {login}"))
+        .to_owned();
+    let mut patient = ws_signed_in(&app, &pat).await;
+    subscribe(&mut patient, "one", RECEIVED, json!({ "t": thread })).await;
+    settle().await;
+    let r = gql_at(
+        &client,
+        &apart.url,
+        Some(&doc_apart),
+        SEND,
+        json!({ "t": thread, "b": "Demo: sent first, announced last" }),
+    )
+    .await;
+    assert!(r["errors"].is_null(), "{b:?}: {r}");
+    let early = r["data"]["sendMessage"].clone();
+    assert!(
+        next_for(&mut patient, "one", Duration::from_millis(500))
+            .await
+            .is_none(),
+        "{b:?}: the other instance's announcement reached this one"
+    );
+    let later = send(&app, &doc, &thread, "Demo: sent second").await;
+    let got = next_for(&mut patient, "one", Duration::from_secs(5))
+        .await
+        .expect("the later message");
+    assert_eq!(
+        got["data"]["messageReceived"]["id"], later["id"],
+        "{b:?}: {got}"
+    );
+    let event = |m: &Value| Event::Message {
+        id: m["id"].as_str().unwrap().parse().unwrap(),
+        thread: thread.parse().unwrap(),
+        seq: caregraph::messages::graphql::cursor_seq(m["cursor"].as_str().unwrap()).unwrap(),
+        to: Vec::new(),
+    };
+    // The first message's announcement arrives now, after the later one's.
+    app.state.stores.bus.publish(event(&early)).await;
+    let got = next_for(&mut patient, "one", Duration::from_secs(5))
+        .await
+        .expect("the message announced late");
+    assert_eq!(
+        got["data"]["messageReceived"]["id"], early["id"],
+        "{b:?}: {got}"
+    );
+    assert_eq!(
+        got["data"]["messageReceived"]["body"], "Demo: sent first, announced last",
+        "{b:?}: {got}"
+    );
+    // Both announced again: neither is delivered twice.
+    app.state.stores.bus.publish(event(&early)).await;
+    app.state.stores.bus.publish(event(&later)).await;
+    assert!(
+        next_for(&mut patient, "one", Duration::from_millis(700))
+            .await
+            .is_none(),
+        "{b:?}: a message was delivered twice"
     );
 }

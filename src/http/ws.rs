@@ -291,7 +291,7 @@ async fn run(
     while let Some(resp) = results.next().await {
         let refusal = first && refused(&resp);
         first = false;
-        let frame = frame(if refusal { "error" } else { "next" }, &id, resp, refusal);
+        let frame = frame(&id, resp, refusal);
         if out.send(Out::Frame(frame)).await.is_err() {
             return;
         }
@@ -305,12 +305,13 @@ async fn run(
     let _ = out.send(Out::Done(id)).await;
 }
 
-/// One `next` frame (the response), or an `error` frame (its errors alone).
-fn frame(kind: &str, id: &str, resp: Response, errors_only: bool) -> Box<str> {
-    let v = if errors_only {
-        serde_json::json!({ "type": kind, "id": id, "payload": resp.errors })
+/// One `next` frame (the response), or, for a request refused before it ran, an `error`
+/// frame (its errors alone).
+fn frame(id: &str, resp: Response, refused: bool) -> Box<str> {
+    let v = if refused {
+        serde_json::json!({ "type": "error", "id": id, "payload": resp.errors })
     } else {
-        serde_json::json!({ "type": kind, "id": id, "payload": resp })
+        serde_json::json!({ "type": "next", "id": id, "payload": resp })
     };
     v.to_string().into()
 }

@@ -10,6 +10,7 @@ mod m20261201_140000_shares_and_corrections;
 mod m20261201_150000_patients_sex_gender_sealed;
 mod m20261202_120000_messages;
 mod m20261202_130000_billing;
+mod m20261202_140000_appointments_updated_at;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_150000_patients_sex_gender_sealed::Migration),
             Box::new(m20261202_120000_messages::Migration),
             Box::new(m20261202_130000_billing::Migration),
+            Box::new(m20261202_140000_appointments_updated_at::Migration),
         ]
     }
 }

@@ -586,6 +586,86 @@ async fn what_was_published_while_redis_was_away_is_replayed() {
     );
 }
 
+/// Appointment changes announced while the instance was off Redis are replayed as well:
+/// the doctor's live schedule gets the booking made meanwhile, once, and then goes on live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appointment_changes_while_redis_was_away_are_replayed() {
+    let app = spawn_app(Backend::Postgres).await;
+    let pat = app.token(PATIENT).await;
+    let doc = app.token(DOCTOR).await;
+    let pid = app.patient_id(PATIENT).await;
+    let doctor = app.provider_id(DOCTOR).await;
+    let changed = "subscription { appointmentChanged { id status version } }";
+    let mut docws = ws_signed_in(&app, &doc).await;
+    subscribe(&mut docws, "a", changed, json!({})).await;
+    settle().await;
+    let slots = app
+        .gql(
+            Some(&pat),
+            "query($d: ID!, $from: DateTime!, $to: DateTime!) { providerAvailability(providerId: $d, from: $from, to: $to) { startsAt } }",
+            json!({
+                "d": doctor,
+                "from": (chrono::Utc::now() + chrono::TimeDelta::days(1)).to_rfc3339(),
+                "to": (chrono::Utc::now() + chrono::TimeDelta::days(15)).to_rfc3339(),
+            }),
+        )
+        .await;
+    let book = |at: Value| {
+        app.gql(
+            Some(&pat),
+            "mutation($p: ID!, $d: ID!, $at: DateTime!) { scheduleAppointment(input: { patientId: $p, providerId: $d, startsAt: $at, durationMinutes: 30, reason: \"Demo replayed booking\" }) { id } }",
+            json!({ "p": pid, "d": doctor, "at": at }),
+        )
+    };
+    // One booking live, before the loss.
+    let r = book(slots["data"]["providerAvailability"][0]["startsAt"].clone()).await;
+    let before = r["data"]["scheduleAppointment"]["id"].clone();
+    assert!(before.is_string(), "{r}");
+    let got = next_for(&mut docws, "a", Duration::from_secs(5))
+        .await
+        .expect("delivered live");
+    assert_eq!(got["data"]["appointmentChanged"]["id"], before);
+    // Drop every pub/sub connection; the instance resubscribes after a second, so this
+    // booking is announced to nobody.
+    let client = redis::Client::open(test_redis_url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let r = book(slots["data"]["providerAvailability"][4]["startsAt"].clone()).await;
+    let missed = r["data"]["scheduleAppointment"]["id"].clone();
+    assert!(missed.is_string(), "{r}");
+    let got = next_for(&mut docws, "a", Duration::from_secs(6))
+        .await
+        .expect("the booking made while Redis was away was lost");
+    assert_eq!(got["data"]["appointmentChanged"]["id"], missed, "{got}");
+    // The replay's margin reaches back past the first booking: it is not shown again.
+    // Live afterwards: the cancellation arrives, and nothing else before it.
+    let r = app
+        .gql(
+            Some(&pat),
+            "mutation($id: ID!) { cancelAppointment(id: $id, reason: \"Demo, cannot come\") { id status } }",
+            json!({ "id": missed }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let got = next_for(&mut docws, "a", Duration::from_secs(5))
+        .await
+        .expect("live again");
+    assert_eq!(got["data"]["appointmentChanged"]["id"], missed, "{got}");
+    assert_eq!(got["data"]["appointmentChanged"]["status"], "CANCELLED");
+    assert!(
+        next_for(&mut docws, "a", Duration::from_millis(800))
+            .await
+            .is_none(),
+        "a change was shown twice"
+    );
+}
+
 /// The time limit bounds each event, not the subscription's life: an event that arrives
 /// after the limit has passed since the subscription began resolves in full (it was refused
 /// as "took too long" once, so every socket went deaf ten seconds after it subscribed).

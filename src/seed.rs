@@ -421,6 +421,7 @@ fn statement_rows(
         payment_id: Set(None),
         created_by: Set(created_by),
         created_at: Set(now),
+        reason_enc: Set(None),
     };
     Ok((statement, charge))
 }

@@ -14,6 +14,8 @@ pub struct Model {
     pub payment_id: Option<Uuid>,
     pub created_by: Uuid,
     pub created_at: DateTimeUtc,
+    /// Why the entry was made, when given (a refund's reason): sealed.
+    pub reason_enc: Option<Vec<u8>>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,7 @@ mod m20261201_150000_patients_sex_gender_sealed;
 mod m20261202_120000_messages;
 mod m20261202_130000_billing;
 mod m20261202_140000_appointments_updated_at;
+mod m20261202_150000_ledger_reasons;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_120000_messages::Migration),
             Box::new(m20261202_130000_billing::Migration),
             Box::new(m20261202_140000_appointments_updated_at::Migration),
+            Box::new(m20261202_150000_ledger_reasons::Migration),
         ]
     }
 }

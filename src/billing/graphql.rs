@@ -576,7 +576,7 @@ impl BillingMutation {
         let state = ctx.state()?;
         let viewer = ctx.viewer()?;
         let id = parse_id("paymentId", &payment_id)?;
-        parse_reason(&reason)?;
+        let reason = parse_reason(&reason)?;
         let patient = service::patient_of_payment(&state.db, id).await?;
         let grant = grant_via(
             state,
@@ -588,7 +588,16 @@ impl BillingMutation {
         )
         .await?;
         let mut tx = WriteTxn::begin(&state.db).await?;
-        let p = service::refund(&mut tx, viewer, &grant, id, amount_cents).await?;
+        let p = service::refund(
+            &mut tx,
+            viewer,
+            &grant,
+            &state.keys,
+            id,
+            amount_cents,
+            &reason,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Payment(p))
     }

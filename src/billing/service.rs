@@ -113,7 +113,7 @@ pub async fn issue(
     billing_statements::Entity::insert(billing_statements::ActiveModel::from(row.clone()))
         .exec_without_returning(tx.conn())
         .await?;
-    entry(tx, viewer.user_id, &row, "CHARGE", total, None).await?;
+    entry(tx, viewer.user_id, &row, "CHARGE", total, None, None).await?;
     tx.audit(
         AuditEvent::by(viewer, "statement.issue", "billing_statement")
             .scope(grant)
@@ -141,9 +141,14 @@ async fn entry(
     kind: &'static str,
     amount_cents: i64,
     payment: Option<Uuid>,
+    reason: Option<(&KeyRing, &str)>,
 ) -> AppResult<()> {
+    let id = Uuid::new_v4();
+    let reason_enc = reason
+        .map(|(keys, r)| keys.seal_str(slot("ledger_entries", "reason", &id), r))
+        .transpose()?;
     ledger_entries::Entity::insert(ledger_entries::ActiveModel {
-        id: Set(Uuid::new_v4()),
+        id: Set(id),
         statement_id: Set(st.id),
         patient_id: Set(st.patient_id),
         kind: Set(kind.into()),
@@ -151,6 +156,7 @@ async fn entry(
         payment_id: Set(payment),
         created_by: Set(by),
         created_at: Set(Utc::now()),
+        reason_enc: Set(reason_enc),
     })
     .exec_without_returning(tx.conn())
     .await?;
@@ -311,7 +317,16 @@ pub async fn void(
         ));
     }
     let balance = balance(tx.conn(), id).await?;
-    entry(tx, viewer.user_id, &st.row, "ADJUSTMENT", -balance, None).await?;
+    entry(
+        tx,
+        viewer.user_id,
+        &st.row,
+        "ADJUSTMENT",
+        -balance,
+        None,
+        None,
+    )
+    .await?;
     let sealed = keys.seal_str(slot("billing_statements", "void_reason", &id), reason)?;
     billing_statements::Entity::update_many()
         .col_expr(billing_statements::Column::Status, Expr::value("VOID"))
@@ -527,7 +542,7 @@ pub async fn settle(
             .one(tx.conn())
             .await?
             .ok_or_else(|| AppError::internal_msg("payment without its statement"))?;
-        entry(&tx, by, &st, "PAYMENT", -p.amount_cents, Some(p.id)).await?;
+        entry(&tx, by, &st, "PAYMENT", -p.amount_cents, Some(p.id), None).await?;
         if balance(tx.conn(), st.id).await? <= 0 {
             billing_statements::Entity::update_many()
                 .col_expr(billing_statements::Column::Status, Expr::value("PAID"))
@@ -606,8 +621,10 @@ pub async fn refund(
     tx: &mut WriteTxn,
     viewer: &Viewer,
     grant: &BillingGrant,
+    keys: &KeyRing,
     payment: Uuid,
     amount_cents: i64,
+    reason: &str,
 ) -> AppResult<payments::Model> {
     administer(grant)?;
     let p = payments::Entity::find_by_id(payment)
@@ -633,7 +650,17 @@ pub async fn refund(
         .one(tx.conn())
         .await?
         .ok_or_else(|| AppError::internal_msg("payment without its statement"))?;
-    entry(tx, viewer.user_id, &st, "REFUND", amount_cents, Some(p.id)).await?;
+    let why = Some((keys, reason));
+    entry(
+        tx,
+        viewer.user_id,
+        &st,
+        "REFUND",
+        amount_cents,
+        Some(p.id),
+        why,
+    )
+    .await?;
     payments::Entity::update_many()
         .col_expr(
             payments::Column::RefundedCents,

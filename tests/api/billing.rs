@@ -308,6 +308,25 @@ async fn admins_issue_void_and_refund(b: Backend) {
             "{action}"
         );
     }
+    // The refund's reason is kept with its ledger entry, sealed to that row.
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let refund_entry = entity::ledger_entries::Entity::find()
+        .filter(entity::ledger_entries::Column::Kind.eq("REFUND"))
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .expect("a REFUND entry");
+    let sealed = refund_entry.reason_enc.expect("the refund's reason is stored");
+    assert!(!String::from_utf8_lossy(&sealed).contains("billed twice"));
+    let slot = caregraph::crypto::Slot {
+        table: "ledger_entries",
+        column: "reason",
+        row: &refund_entry.id,
+    };
+    assert_eq!(
+        app.state.keys.open_str(slot, &sealed).unwrap(),
+        "Demo: billed twice"
+    );
     // The ledger refuses to be rewritten.
     use sea_orm::ConnectionTrait;
     assert!(

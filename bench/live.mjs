@@ -252,7 +252,7 @@ async function main() {
   const peerSchema = spawn('psql', [peerDbUrl, '-v', 'ON_ERROR_STOP=1', '-q', '-f', path.join(opt.peer, 'schema.sql')], { stdio: 'inherit' });
   await new Promise((resolve, reject) => peerSchema.on('close', (c) => (c === 0 ? resolve() : reject(new Error('loading the peer schema failed')))));
 
-  const prod = { ...base, APP_ENV: 'production', MFA_REQUIRED_ROLES: 'ADMIN', LOG_FORMAT: 'json', DATABASE_POOL_SIZE: '16', RUST_LOG: 'warn' };
+  const prod = { ...base, APP_ENV: 'production', MFA_REQUIRED_ROLES: 'ADMIN', LOG_FORMAT: 'json', DATABASE_POOL_SIZE: '16', RUST_LOG: 'warn', PERSISTED_QUERIES: 'apq' };
   const startCg = (port) => {
     const c = spawn(BIN, ['serve'], { env: { ...process.env, ...prod, BIND_ADDR: `127.0.0.1:${port}` }, stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(c);

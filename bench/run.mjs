@@ -292,7 +292,7 @@ async function main() {
   seed('PostgreSQL', pgEnv, seededPg, want('g') && accountsPg);
   if (useLite) seed('SQLite', sqliteEnv, seededLite);
 
-  const prodEnv = { ...pgEnv, APP_ENV: 'production', MFA_REQUIRED_ROLES: 'ADMIN', LOG_FORMAT: 'json' };
+  const prodEnv = { ...pgEnv, APP_ENV: 'production', MFA_REQUIRED_ROLES: 'ADMIN', LOG_FORMAT: 'json', PERSISTED_QUERIES: 'apq' };
   const cg = startCaregraph('Caregraph', 18080, prodEnv);
   const embeddedEnv = { ...sqliteEnv, GRAPHIQL: 'false', INTROSPECTION: 'false', SEED_DEMO: 'false', LOG_FORMAT: 'json' };
   const cgLite = useLite ? startCaregraph('Caregraph (SQLite)', 18081, embeddedEnv) : null;

@@ -89,6 +89,28 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Load balancers whose `X-Forwarded-For` is believed (client IP for audit and throttling).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Which documents run (`PERSISTED_QUERIES`): any text, APQ, or only a listed set.
+    pub persisted: PersistedMode,
+    /// The trusted documents' manifest (`PERSISTED_DOCUMENTS_FILE`).
+    pub persisted_documents_file: Option<PathBuf>,
+    /// Signed-in PROVIDER and ADMIN users may send freeform documents in trusted mode
+    /// (`PERSISTED_QUERIES_CONSOLE`, refused in production).
+    pub persisted_console: bool,
+    /// Most documents APQ registers (`APQ_MAX_DOCUMENTS`).
+    pub apq_max_documents: u64,
+    /// Longest document APQ registers (`APQ_MAX_DOCUMENT_BYTES`).
+    pub apq_max_document_bytes: usize,
+}
+
+/// `PERSISTED_QUERIES`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PersistedMode {
+    /// Documents are sent as text; a persisted-query request is PERSISTED_QUERY_NOT_SUPPORTED.
+    Off,
+    /// Automatic persisted queries (Apollo's protocol): text, or a hash registered before.
+    Apq,
+    /// Only the documents of the manifest run.
+    Trusted,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -251,7 +273,26 @@ impl Config {
                     })
                     .collect::<Result<_, _>>()?,
             },
+            persisted: PersistedMode::Apq,
+            persisted_documents_file: None,
+            persisted_console: false,
+            apq_max_documents: 0,
+            apq_max_document_bytes: 0,
         };
+        cfg.persisted = match v.get("PERSISTED_QUERIES").map(|s| s.to_ascii_lowercase()) {
+            None if prod => PersistedMode::Trusted,
+            None => PersistedMode::Apq,
+            Some(m) if m == "off" => PersistedMode::Off,
+            Some(m) if m == "apq" => PersistedMode::Apq,
+            Some(m) if m == "trusted" => PersistedMode::Trusted,
+            Some(_) => {
+                return Err(invalid("PERSISTED_QUERIES", "expected off, apq or trusted"));
+            }
+        };
+        cfg.persisted_documents_file = v.get("PERSISTED_DOCUMENTS_FILE").map(PathBuf::from);
+        cfg.persisted_console = v.flag("PERSISTED_QUERIES_CONSOLE", false)?;
+        cfg.apq_max_documents = v.parse("APQ_MAX_DOCUMENTS", 10_000)?;
+        cfg.apq_max_document_bytes = v.parse("APQ_MAX_DOCUMENT_BYTES", 64 * 1024)?;
         if cfg.header_read_timeout.is_zero() {
             return Err(invalid("HEADER_READ_TIMEOUT_SECS", "must be at least 1"));
         }
@@ -288,6 +329,12 @@ impl Config {
         if prod {
             cfg.check_production()?;
         }
+        if cfg.persisted == PersistedMode::Trusted && cfg.persisted_documents_file.is_none() {
+            return Err(invalid(
+                "PERSISTED_DOCUMENTS_FILE",
+                "trusted documents (PERSISTED_QUERIES=trusted, the production default) need the manifest: point PERSISTED_DOCUMENTS_FILE at it, or set PERSISTED_QUERIES=apq",
+            ));
+        }
         Ok(cfg)
     }
 
@@ -305,6 +352,11 @@ impl Config {
         if self.redis_url.is_none() {
             return Err(ConfigError::Unsafe(
                 "REDIS_URL is required; in-process session and rate-limit stores do not survive restarts or scale out".into(),
+            ));
+        }
+        if self.persisted_console {
+            return Err(ConfigError::Unsafe(
+                "PERSISTED_QUERIES_CONSOLE lets signed-in staff run any document; it is for development".into(),
             ));
         }
         let p = self.hash_params;

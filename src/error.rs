@@ -33,6 +33,18 @@ pub enum AppError {
         "this subscription fell behind and was ended: subscribe again, with `after` set to the last cursor you received"
     )]
     Resync,
+    /// APQ: no document is registered under the hash; send it again with its text. The
+    /// message is the one Apollo Client and urql look for.
+    #[error("PersistedQueryNotFound")]
+    PersistedQueryNotFound,
+    /// Persisted documents are switched off here (`PERSISTED_QUERIES=off`): send the text.
+    #[error("PersistedQueryNotSupported")]
+    PersistedQueryNotSupported,
+    /// Trusted documents: this one is not in the list.
+    #[error(
+        "only the documents in this server's persisted-document list run here: send the documentId of a listed one"
+    )]
+    PersistedQueryNotInList,
     #[error("internal error")]
     Internal(#[source] anyhow_like::Cause),
 }
@@ -48,6 +60,9 @@ impl AppError {
             AppError::Conflict(_) => "CONFLICT",
             AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Resync => "RESYNC",
+            AppError::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            AppError::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
+            AppError::PersistedQueryNotInList => "PERSISTED_QUERY_NOT_IN_LIST",
             AppError::Internal(_) => "INTERNAL",
         }
     }

@@ -194,7 +194,10 @@ pub async fn serve(
     use tower::ServiceExt;
 
     let header_read_timeout = state.cfg.header_read_timeout;
-    let app = crate::http::router(state);
+    let persisted =
+        crate::http::persisted::Persisted::load(&state.cfg, state.stores.documents.clone())
+            .map_err(StartupError::Setup)?;
+    let app = crate::http::router(state, persisted);
     // Every connection holds a receiver; shutdown sends once, then waits for all to drop.
     let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);

@@ -15,8 +15,10 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 
 use super::HttpState;
+use super::persisted::Wire;
 use super::ws_session::WsSession;
 use crate::auth::service::resolve_viewer;
+use crate::error::AppError;
 use crate::graphql::context::RequestCtx;
 use crate::graphql::limits::{self, ShapeLimits};
 use crate::identity::{RequestMeta, USER_AGENT_MAX, Viewer, clip};
@@ -104,20 +106,6 @@ fn error_response(status: StatusCode, code: &str, message: &str, graphql_json: b
     let body =
         serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
     json_response(status, body.to_string().into_bytes(), graphql_json)
-}
-
-async fn execute(
-    s: &HttpState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    req: async_graphql::Request,
-) -> Response {
-    let graphql_json = wants_graphql_response_json(headers);
-    let meta = meta(headers, peer, &s.app.cfg.trusted_proxies);
-    match signed_in(s, headers, &meta, graphql_json).await {
-        Ok(viewer) => run(s, req, viewer, meta, graphql_json).await,
-        Err(refused) => refused,
-    }
 }
 
 /// The viewer a valid bearer token names (`None` without one, or with an invalid one: the
@@ -212,13 +200,34 @@ pub async fn post_handler(
             );
         }
     };
-    match serde_json::from_slice::<async_graphql::Request>(&body) {
+    let wire = match serde_json::from_slice::<Wire>(&body) {
+        Ok(wire) => wire,
+        Err(_) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "the body is not a GraphQL request: send one JSON object with a \"query\"",
+            );
+        }
+    };
+    match s.persisted.resolve(wire, viewer.as_ref()).await {
         Ok(req) => run(&s, req, viewer, meta, graphql_json).await,
-        Err(_) => refuse(
-            StatusCode::BAD_REQUEST,
-            "the body is not a GraphQL request: send one JSON object with a \"query\"",
-        ),
+        Err(e) => request_refused(&e, graphql_json),
     }
+}
+
+/// A request refused before it ran (its document, here): a request error, 400 under
+/// `application/graphql-response+json` and 200 under `application/json` (GraphQL over
+/// HTTP), in the GraphQL error shape with its code.
+fn request_refused(e: &AppError, graphql_json: bool) -> Response {
+    if let AppError::Internal(cause) = e {
+        tracing::error!(error = ?cause, "persisted document lookup failed");
+    }
+    let status = if graphql_json {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    error_response(status, e.code(), &e.to_string(), graphql_json)
 }
 
 /// Whether reading a body failed on its length limit (http-body's `LengthLimitError`, at
@@ -243,19 +252,30 @@ pub struct GetParams {
     operation_name: Option<String>,
     variables: Option<String>,
     extensions: Option<String>,
+    #[serde(rename = "documentId")]
+    document_id: Option<String>,
 }
 
 impl GetParams {
-    fn into_request(self) -> Option<async_graphql::Request> {
-        let mut req = async_graphql::Request::new(self.query?);
-        req.operation_name = self.operation_name.filter(|n| !n.is_empty());
+    /// A request carries a document: its text, a `documentId`, or extensions (APQ).
+    fn names_a_document(&self) -> bool {
+        self.query.is_some() || self.document_id.is_some() || self.extensions.is_some()
+    }
+
+    fn into_wire(self) -> Option<Wire> {
+        let mut wire = Wire {
+            query: self.query,
+            operation_name: self.operation_name,
+            document_id: self.document_id.filter(|d| !d.is_empty()),
+            ..Wire::default()
+        };
         if let Some(v) = self.variables.filter(|v| !v.is_empty()) {
-            req.variables = serde_json::from_str(&v).ok()?;
+            wire.variables = serde_json::from_str(&v).ok()?;
         }
         if let Some(e) = self.extensions.filter(|e| !e.is_empty()) {
-            req.extensions = serde_json::from_str(&e).ok()?;
+            wire.extensions = serde_json::from_str(&e).ok()?;
         }
-        Some(req)
+        Some(wire)
     }
 }
 
@@ -284,7 +304,7 @@ pub async fn get_handler(
 ) -> Response {
     let graphql_json = wants_graphql_response_json(&headers);
     let params = match params {
-        Ok(Query(p)) if p.query.is_some() => p,
+        Ok(Query(p)) if p.names_a_document() => p,
         Ok(_) => {
             let browser = headers
                 .get(header::ACCEPT)
@@ -309,13 +329,24 @@ pub async fn get_handler(
             );
         }
     };
-    let Some(req) = params.into_request() else {
+    let Some(wire) = params.into_wire() else {
         return error_response(
             StatusCode::BAD_REQUEST,
             "VALIDATION",
             "the variables or extensions parameter is not a JSON object",
             graphql_json,
         );
+    };
+    let meta = meta(&headers, peer, &s.app.cfg.trusted_proxies);
+    let viewer = match signed_in(&s, &headers, &meta, graphql_json).await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
+    // The document is known only now (a persisted one by its id): only then can a
+    // mutation be told from a query.
+    let req = match s.persisted.resolve(wire, viewer.as_ref()).await {
+        Ok(req) => req,
+        Err(e) => return request_refused(&e, graphql_json),
     };
     if is_mutation(&req, &s.shape) == Ok(true) {
         let mut r = error_response(
@@ -328,7 +359,7 @@ pub async fn get_handler(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return r;
     }
-    execute(&s, &headers, peer, req).await
+    run(&s, req, viewer, meta, graphql_json).await
 }
 
 /// GraphQL over websocket at `/graphql/ws`. graphql-transport-ws (what `graphql-ws`
@@ -361,6 +392,15 @@ pub async fn ws_handler(
         .protocols(ALL_WEBSOCKET_PROTOCOLS);
     if transport_ws {
         return upgrade.on_upgrade(move |socket| super::ws::serve(socket, s, meta));
+    }
+    // The legacy protocol is served by async-graphql itself, past the document check.
+    if s.persisted.mode() == crate::config::PersistedMode::Trusted {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION",
+            "this server runs only its listed documents: speak graphql-transport-ws",
+            false,
+        );
     }
     upgrade.on_upgrade(move |socket| async move {
         let (mut sink, mut stream) = socket.split();

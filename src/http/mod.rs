@@ -2,6 +2,7 @@
 pub mod console;
 pub mod graphql;
 pub mod health;
+pub mod persisted;
 pub mod ws;
 pub mod ws_session;
 
@@ -31,10 +32,14 @@ pub struct Shared {
     pub ws_schema: AppSchema,
     /// The schema's shape limits, for the GET handler's look at the operation type.
     pub shape: crate::graphql::limits::ShapeLimits,
+    /// Which documents run (`PERSISTED_QUERIES`).
+    pub persisted: persisted::Persisted,
 }
 
-pub fn router(app: AppState) -> Router {
+/// The router; `persisted` is loaded at start-up (its manifest checked there).
+pub fn router(app: AppState, persisted: persisted::Persisted) -> Router {
     let state = Arc::new(Shared {
+        persisted,
         schema: crate::schema::build(&app),
         ws_schema: ws_session::build_ws(&app),
         shape: crate::graphql::Limits::of(&app.cfg).shape,

@@ -189,6 +189,10 @@ pub async fn serve(socket: WebSocket, s: HttpState, meta: RequestMeta) {
                         }
                         let task = tokio::spawn(run(
                             s.ws_schema.clone(),
+                            Documents {
+                                persisted: s.persisted.clone(),
+                                app: s.persisted.wants_staff().then(|| s.app.clone()),
+                            },
                             ws_session.clone(),
                             id.clone(),
                             *payload,
@@ -260,12 +264,23 @@ async fn next_session_event(
 }
 
 fn error_frame(id: &str, message: &str) -> String {
+    coded_error_frame(id, "VALIDATION", message)
+}
+
+fn coded_error_frame(id: &str, code: &str, message: &str) -> String {
     serde_json::json!({
         "type": "error",
         "id": id,
-        "payload": [{ "message": message, "extensions": { "code": "VALIDATION" } }],
+        "payload": [{ "message": message, "extensions": { "code": code } }],
     })
     .to_string()
+}
+
+/// What decides an operation's document (`http::persisted`); `app` only when the console's
+/// freeform documents may run (trusted mode, `PERSISTED_QUERIES_CONSOLE`), to tell staff.
+struct Documents {
+    persisted: super::persisted::Persisted,
+    app: Option<crate::state::AppState>,
 }
 
 /// Run one operation and send its results: `next` for each, then `complete`; a request
@@ -273,11 +288,35 @@ fn error_frame(id: &str, message: &str) -> String {
 /// holds only its stream and the frame being sent.
 async fn run(
     schema: crate::schema::AppSchema,
+    documents: Documents,
     session: std::sync::Arc<WsSession>,
     id: String,
     request: Request,
     out: mpsc::Sender<Out>,
 ) {
+    let viewer = match documents.app {
+        Some(app) => {
+            crate::auth::service::resolve_viewer(&app, &session.token, session.meta.clone())
+                .await
+                .ok()
+                .flatten()
+        }
+        None => None,
+    };
+    let request = match documents
+        .persisted
+        .resolve_request(request, viewer.as_ref())
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let frame = coded_error_frame(&id, e.code(), &e.to_string());
+            let _ = out.send(Out::Frame(frame.into())).await;
+            let _ = out.send(Out::Done(id.into())).await;
+            return;
+        }
+    };
+    drop(viewer);
     let mut data = Data::default();
     data.insert(WsSession {
         token: session.token.clone(),

@@ -22,6 +22,8 @@ struct Entry {
 
 pub struct MemoryStore {
     map: Mutex<HashMap<String, Entry>>,
+    /// Persisted documents, apart from the map so that neither evicts the other.
+    documents: Mutex<HashMap<String, String>>,
     capacity: usize,
     /// Told of every session that ends or changes (live sockets follow their session).
     bus: Option<bus::Bus>,
@@ -31,6 +33,7 @@ impl MemoryStore {
     pub fn new(capacity: usize) -> Self {
         MemoryStore {
             map: Mutex::new(HashMap::new()),
+            documents: Mutex::new(HashMap::new()),
             capacity,
             bus: None,
         }
@@ -218,6 +221,26 @@ impl KvStore for MemoryStore {
                 _ => None,
             }
         }))
+    }
+}
+
+#[async_trait::async_trait]
+impl DocumentStore for MemoryStore {
+    async fn document(&self, hash: &str) -> StoreResult<Option<String>> {
+        let docs = self.documents.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(docs.get(hash).cloned())
+    }
+
+    async fn register(&self, hash: &str, text: &str, max: u64) -> StoreResult<bool> {
+        let mut docs = self.documents.lock().unwrap_or_else(|p| p.into_inner());
+        if docs.contains_key(hash) {
+            return Ok(true);
+        }
+        if docs.len() as u64 >= max {
+            return Ok(false);
+        }
+        docs.insert(hash.to_owned(), text.to_owned());
+        Ok(true)
     }
 }
 

@@ -1,5 +1,5 @@
-//! Ephemeral state behind one set of traits: sessions, key-value (MFA challenges, persisted
-//! queries) and rate-limit counters. `memory` serves the embedded single-process setup,
+//! Ephemeral state behind one set of traits: sessions, key-value (MFA challenges), persisted
+//! documents (APQ) and rate-limit counters. `memory` serves the embedded single-process setup,
 //! `redis` the horizontally scaled one; the test suite runs against both.
 pub mod bus;
 pub mod memory;
@@ -90,6 +90,17 @@ pub trait KvStore: Send + Sync {
     async fn take(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
 }
 
+/// Registered persisted documents (APQ), by the SHA-256 of their text (lowercase hex).
+/// Content-addressed, so a document never changes under its hash and nothing expires; the
+/// number registered is bounded.
+#[async_trait::async_trait]
+pub trait DocumentStore: Send + Sync {
+    async fn document(&self, hash: &str) -> StoreResult<Option<String>>;
+    /// Register `text` under `hash` unless `max` documents are registered already; true
+    /// when it is registered (now or before).
+    async fn register(&self, hash: &str, text: &str, max: u64) -> StoreResult<bool>;
+}
+
 #[async_trait::async_trait]
 pub trait RateLimiter: Send + Sync {
     /// Count one attempt in the fixed window that starts with the first attempt; returns the
@@ -105,6 +116,7 @@ pub trait RateLimiter: Send + Sync {
 pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub kv: Arc<dyn KvStore>,
+    pub documents: Arc<dyn DocumentStore>,
     pub limits: Arc<dyn RateLimiter>,
     /// Live events to subscriptions, on this instance and (with Redis) every other.
     pub bus: bus::Bus,
@@ -120,6 +132,7 @@ impl Stores {
         Stores {
             sessions: m.clone(),
             kv: m.clone(),
+            documents: m.clone(),
             limits: m,
             bus,
         }
@@ -149,6 +162,7 @@ impl Stores {
         Ok(Stores {
             sessions,
             kv: r.clone(),
+            documents: r.clone(),
             limits: r,
             bus,
         })

@@ -15,7 +15,18 @@ pub struct RedisStore {
     rotate: Script,
     mark_mfa: Script,
     undo: Script,
+    register: Script,
 }
+
+/// Register a document (KEYS[1] the set of hashes, KEYS[2] the document's key, ARGV[1] its
+/// hash, ARGV[2] its text, ARGV[3] the most documents) unless the set is full.
+const REGISTER_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"#;
 
 /// Flip the MFA flags in place, leaving the refresh generation as it is, and tell every
 /// instance (ARGV[2]: channel, ARGV[3]: session id).
@@ -84,6 +95,7 @@ impl RedisStore {
             rotate: Script::new(ROTATE_LUA),
             mark_mfa: Script::new(MARK_MFA_LUA),
             undo: Script::new(UNDO_LUA),
+            register: Script::new(REGISTER_LUA),
         })
     }
 
@@ -299,6 +311,26 @@ impl KvStore for RedisStore {
 
     async fn take(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(self.conn().get_del(self.key("k", key)).await?)
+    }
+}
+
+#[async_trait::async_trait]
+impl DocumentStore for RedisStore {
+    async fn document(&self, hash: &str) -> StoreResult<Option<String>> {
+        Ok(self.conn().get(self.key("doc", hash)).await?)
+    }
+
+    async fn register(&self, hash: &str, text: &str, max: u64) -> StoreResult<bool> {
+        let done: i64 = self
+            .register
+            .key(self.key("docs", "hashes"))
+            .key(self.key("doc", hash))
+            .arg(hash)
+            .arg(text)
+            .arg(max)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(done == 1)
     }
 }
 

@@ -316,7 +316,9 @@ async fn admins_issue_void_and_refund(b: Backend) {
         .await
         .unwrap()
         .expect("a REFUND entry");
-    let sealed = refund_entry.reason_enc.expect("the refund's reason is stored");
+    let sealed = refund_entry
+        .reason_enc
+        .expect("the refund's reason is stored");
     assert!(!String::from_utf8_lossy(&sealed).contains("billed twice"));
     let slot = caregraph::crypto::Slot {
         table: "ledger_entries",

@@ -28,6 +28,9 @@ pub const PATIENT: &str = "patient@caregraph.dev";
 pub const PATIENT2: &str = "patient2@caregraph.dev";
 pub const RESEARCHER: &str = "researcher@caregraph.dev";
 
+/// The sign-in every test uses (a trusted-documents test lists it in its manifest).
+pub const LOGIN: &str = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken expiresAt mfaRequired mfaToken } }";
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub url: String,
@@ -172,12 +175,8 @@ impl TestApp {
     }
 
     pub async fn login_raw(&self, email: &str, password: &str) -> Value {
-        self.gql(
-            None,
-            "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken expiresAt mfaRequired mfaToken } }",
-            json!({ "e": email, "p": password }),
-        )
-        .await
+        self.gql(None, LOGIN, json!({ "e": email, "p": password }))
+            .await
     }
 
     /// Sign in as a demo user; returns the access token.

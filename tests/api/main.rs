@@ -15,6 +15,7 @@ mod live;
 mod matrix;
 mod messages;
 mod patients;
+mod persisted;
 mod platform;
 mod queries;
 mod record_statements;

@@ -72,6 +72,23 @@ fn production_refuses_unsafe_settings() {
         ("DATABASE_URL", "postgres://127.0.0.1:1/x"),
     ]);
     assert!(err.contains("REDIS_URL"), "{err}");
+    let safe = [
+        ("CAREGRAPH_KEYS", keys.as_str()),
+        ("DATABASE_URL", "postgres://127.0.0.1:1/x"),
+        ("REDIS_URL", "redis://127.0.0.1:1"),
+    ];
+    // Trusted documents by default, and they need their manifest.
+    let err = run(&safe);
+    assert!(err.contains("PERSISTED_DOCUMENTS_FILE"), "{err}");
+    // The console's freeform documents are for development.
+    let err = run(&[
+        safe[0],
+        safe[1],
+        safe[2],
+        ("PERSISTED_QUERIES", "apq"),
+        ("PERSISTED_QUERIES_CONSOLE", "true"),
+    ]);
+    assert!(err.contains("PERSISTED_QUERIES_CONSOLE"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -1,8 +1,8 @@
 -- wrk script: POST the patient read with a random seeded id per request, counting GraphQL
 -- errors (a 200 whose body carries "errors") as errors. Env: BENCH_IDS (file, one id per
 -- line), BENCH_TOKEN (bearer token); optionally BENCH_QUERY_JSON (another operation, as a
--- JSON string, still taking the random id as $id) and BENCH_VARS_JSON (more variables,
--- as JSON members after the id: ',"now":"…"').
+-- JSON string, still taking the random id as $id), BENCH_VARS_JSON (more variables,
+-- as JSON members after the id: ',"now":"…"') and BENCH_EXTRA_JSON (more request members).
 local threads = {}
 local n = 0
 
@@ -27,7 +27,9 @@ function init(args)
     query = '"query($id: ID!) { patient(id: $id) { id givenName familyName birthDate } }"'
   end
   prefix = '{"query":' .. query .. ',"variables":{"id":"'
-  suffix = '"' .. (os.getenv("BENCH_VARS_JSON") or "") .. '}}'
+  -- BENCH_EXTRA_JSON: more request members after the variables, e.g. a persisted query's
+  -- ',"extensions":{…}' (with an empty query: the document by its hash alone).
+  suffix = '"' .. (os.getenv("BENCH_VARS_JSON") or "") .. '}' .. (os.getenv("BENCH_EXTRA_JSON") or "") .. '}'
 end
 
 function request()

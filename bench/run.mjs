@@ -4,6 +4,7 @@
 // and tools. Prints one markdown table per workload and appends JSON lines to
 // bench/results/results.jsonl.
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -148,7 +149,7 @@ async function statementCounter(port, env) {
  * operation taking the random id as $id, and more variables). */
 function wrk(url, idsFile, token, seconds, connections, op) {
   const env = { BENCH_IDS: idsFile, BENCH_TOKEN: token };
-  if (op) Object.assign(env, { BENCH_QUERY_JSON: JSON.stringify(op.query), BENCH_VARS_JSON: Object.entries(op.vars ?? {}).map(([k, v]) => `,${JSON.stringify(k)}:${JSON.stringify(v)}`).join('') });
+  if (op) Object.assign(env, { BENCH_QUERY_JSON: JSON.stringify(op.query), BENCH_VARS_JSON: Object.entries(op.vars ?? {}).map(([k, v]) => `,${JSON.stringify(k)}:${JSON.stringify(v)}`).join(''), BENCH_EXTRA_JSON: op.extra ?? '' });
   const out = run('wrk', ['-t2', `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '-s', path.join(root, 'bench/read.lua'), url], env, { quiet: true });
   const line = out.split('\n').find((l) => l.startsWith('WRKJSON '));
   const j = JSON.parse(line.slice(8));
@@ -346,7 +347,16 @@ async function main() {
 
   // (a) closed loop, and (b) fixed rate: both servers, alternating; (f) on Caregraph right
   // after each round's (a), so the two are read against the same minutes of the machine.
-  const a = { Caregraph: [], Apollo: [] }, b = { Caregraph: [], Apollo: [] }, fHome = [];
+  const a = { Caregraph: [], Apollo: [] }, b = { Caregraph: [], Apollo: [] }, fHome = [], aPersisted = [];
+  // (a) again with the document by its APQ hash instead of its text (registered once here).
+  const readHash = createHash('sha256').update(READ).digest('hex');
+  const persistedQuery = JSON.stringify({ persistedQuery: { version: 1, sha256Hash: readHash } });
+  if (want('a')) {
+    const r = await fetch(cg.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query: READ, variables: { id: pgSet.ids[0] }, extensions: JSON.parse(persistedQuery) }) });
+    const j = await r.json();
+    if (j.errors) throw new Error(`registering the persisted read: ${JSON.stringify(j.errors)}`);
+  }
+  const byHash = { query: '', extra: `,"extensions":${persistedQuery}` };
   // Upcoming visits from now: every seeded patient has two (seed::bulk_chart).
   const home = { query: HOME, vars: { now: new Date().toISOString() } };
   for (let round = 1; round <= opt.rounds && (want('a') || want('b') || want('f')); round++) {
@@ -357,6 +367,12 @@ async function main() {
       const res = name === 'Caregraph' ? await measureAudited(srv, pgEnv, fn, { allowance: C }) : await measure(srv, true, fn);
       record('a', name, round, res);
       a[name].push(res);
+      if (name === 'Caregraph') {
+        wrk(srv.url, ids, tok, WU, C, byHash);
+        const persisted = await measureAudited(srv, pgEnv, async () => wrk(srv.url, ids, tok, W, C, byHash), { allowance: C });
+        record('a.persisted', name, round, persisted);
+        aPersisted.push(persisted);
+      }
     }
     if (want('f')) {
       // One patient.read row per home screen (its lists add appointment.read and record.read
@@ -376,7 +392,7 @@ async function main() {
     }
   }
   const apolloA = median(a.Apollo.map((r) => r.rps));
-  if (want('a')) tables.push(table(`(a) patient read, closed loop, ${C} connections`, [['Caregraph', a.Caregraph], ['Apollo', a.Apollo]], { base: 'Apollo', value: apolloA }));
+  if (want('a')) tables.push(table(`(a) patient read, closed loop, ${C} connections; Caregraph also with the document by its persisted (APQ) hash instead of its text`, [['Caregraph', a.Caregraph], ['Caregraph, by persisted hash', aPersisted], ['Apollo', a.Apollo]], { base: 'Apollo', value: apolloA }));
   if (want('f')) {
     const caregraphA = median(a.Caregraph.map((r) => r.rps));
     const rows = [['Caregraph (f) home screen', fHome]];

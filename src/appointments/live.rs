@@ -77,8 +77,8 @@ struct Feed {
     done: bool,
     /// When the feed was opened: a replay shows nothing changed before it.
     opened: DateTime<Utc>,
-    /// Every change announced before this instant has reached the feed (it was opened, or
-    /// replayed, then).
+    /// Every change announced before this instant has reached the feed (it was opened,
+    /// replayed or last received an announcement then).
     synced: DateTime<Utc>,
     /// Appointments a replay found changed, still to deliver.
     pending: VecDeque<Uuid>,
@@ -100,6 +100,8 @@ impl Feed {
                 None => match self.bus.next().await? {
                     Delivery::Event(e) => match *e {
                         Event::Appointment { id, patient, .. } => {
+                            // An announcement arrived: the bus was there until now.
+                            self.synced = Utc::now();
                             if self.patient.is_some_and(|p| p != patient) {
                                 continue;
                             }
@@ -194,7 +196,7 @@ impl Feed {
             // Nothing is announced to anyone else without a patient.
             (None, _) => return Ok(()),
         };
-        let ids: Vec<Uuid> = appointments::Entity::find()
+        let changed: Vec<(Uuid, i32)> = appointments::Entity::find()
             .filter(
                 appointments::Column::UpdatedAt.gte(self.opened.max(self.synced - REPLAY_MARGIN)),
             )
@@ -203,14 +205,17 @@ impl Feed {
             .order_by_asc(appointments::Column::Id)
             .select_only()
             .column(appointments::Column::Id)
+            .column(appointments::Column::Version)
             .limit(REPLAY_MAX + 1)
             .into_tuple()
             .all(&self.live.state.db)
             .await?;
-        if ids.len() as u64 > REPLAY_MAX {
+        if changed.len() as u64 > REPLAY_MAX {
             return Err(AppError::Resync);
         }
-        self.pending.extend(ids);
+        // What was shown already is not loaded again.
+        let fresh = changed.into_iter().filter(|c| !self.delivered.contains(c));
+        self.pending.extend(fresh.map(|(id, _)| id));
         self.synced = started;
         Ok(())
     }

@@ -220,7 +220,14 @@ pub async fn post_handler(
 /// HTTP), in the GraphQL error shape with its code.
 fn request_refused(e: &AppError, graphql_json: bool) -> Response {
     if let AppError::Internal(cause) = e {
+        // The document store failed: the server's trouble, not the request's.
         tracing::error!(error = ?cause, "persisted document lookup failed");
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "INTERNAL",
+            "internal error",
+            graphql_json,
+        );
     }
     let status = if graphql_json {
         StatusCode::BAD_REQUEST

@@ -7,7 +7,8 @@
 //!   carries `extensions.persistedQuery { version: 1, sha256Hash }`, with the text the first
 //!   time (registered, once its hash is checked) and without it afterwards; a hash nobody
 //!   registered is `PersistedQueryNotFound` (PERSISTED_QUERY_NOT_FOUND), and the client
-//!   sends the text. Registrations live in the document store (Redis with `REDIS_URL`, so
+//!   sends the text. Only signed-in callers register (anonymous ones, e.g. sign-in itself,
+//!   run their text each time), so nobody anonymous can fill the store. Registrations live in the document store (Redis with `REDIS_URL`, so
 //!   every instance knows them), at most `APQ_MAX_DOCUMENTS` of at most
 //!   `APQ_MAX_DOCUMENT_BYTES` each; past the count a document still runs, unregistered.
 //! - `trusted` (the production default): only the documents of the manifest
@@ -134,6 +135,7 @@ impl Persisted {
         viewer: Option<&Viewer>,
     ) -> AppResult<async_graphql::Request> {
         let query = Some(std::mem::take(&mut req.query)).filter(|q| !q.is_empty());
+        req.operation_name = req.operation_name.filter(|n| !n.is_empty());
         let named = named_hash(None, req.extensions.remove("persistedQuery"))?;
         req.query = self.document(query, named, viewer).await?;
         Ok(req)
@@ -155,7 +157,13 @@ impl Persisted {
             PersistedMode::Apq => match (query, named) {
                 (Some(text), None) => Ok(text),
                 (Some(text), Some(h)) => {
-                    self.register(&h, &text).await?;
+                    // Only signed-in callers register: nobody anonymous can fill the store
+                    // (a sign-in's own document still runs from its text every time).
+                    if viewer.is_some_and(|v| !v.restricted) {
+                        self.register(&h, &text).await?;
+                    } else if hash(&text) != h {
+                        return Err(mismatch());
+                    }
                     Ok(text)
                 }
                 (None, Some(h)) => match self.known(&h).await? {
@@ -266,7 +274,7 @@ fn mismatch() -> AppError {
 /// The hash a request names: `documentId` (`sha256:<hex>`, or the bare hex) or APQ's
 /// `persistedQuery { version: 1, sha256Hash }`; VALIDATION for one that is malformed.
 fn named_hash(document_id: Option<&str>, apq: Option<Value>) -> AppResult<Option<String>> {
-    let raw = match (document_id, apq) {
+    let raw = match (document_id.filter(|d| !d.is_empty()), apq) {
         (Some(id), _) => id.strip_prefix("sha256:").unwrap_or(id).to_owned(),
         (None, None) => return Ok(None),
         (None, Some(Value::Object(pq))) => {

@@ -13,6 +13,7 @@ use caregraph::http::persisted::hash;
 
 on_both_backends!(
     apq_registers_then_runs_by_hash,
+    apq_is_bounded,
     trusted_documents_run_only_what_is_listed,
 );
 
@@ -145,14 +146,31 @@ async fn apq_registers_then_runs_by_hash(b: Backend) {
 }
 
 /// A document longer than APQ_MAX_DOCUMENT_BYTES is not registered (VALIDATION); past
-/// APQ_MAX_DOCUMENTS a document still runs but is not kept.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apq_is_bounded() {
-    let app = spawn_app_with(Backend::Sqlite, |v| {
+/// APQ_MAX_DOCUMENTS a document still runs but is not kept (in-process and in Redis); an
+/// anonymous caller's document runs and is not kept either.
+async fn apq_is_bounded(b: Backend) {
+    let anonymous = "{ __typename }";
+    let app = spawn_app_with(b, |v| {
         v.insert("APQ_MAX_DOCUMENT_BYTES".into(), "40".into());
         v.insert("APQ_MAX_DOCUMENTS".into(), "1".into());
     })
     .await;
+    let (_, r) = post(
+        &app.url,
+        None,
+        "application/json",
+        json!({ "query": anonymous, "extensions": apq(&hash(anonymous)) }),
+    )
+    .await;
+    assert_eq!(r["data"]["__typename"], "Query", "{r}");
+    let (_, r) = post(
+        &app.url,
+        None,
+        "application/json",
+        json!({ "extensions": apq(&hash(anonymous)) }),
+    )
+    .await;
+    assert_eq!(code(&r), Some("PERSISTED_QUERY_NOT_FOUND"), "{r}");
     let t = app.token(PATIENT).await;
     let long = "query Long { me { email role patientId providerId } }";
     let (_, r) = post(

@@ -87,6 +87,34 @@ async fn next_each(
 
 /// A subscription has started once the server has it registered; there is no frame for
 /// that, so give it a moment.
+/// Drop every Redis pub/sub connection (the instance's among them); it resubscribes after
+/// a second, so what is published meanwhile reaches nobody.
+async fn drop_pubsub_connections() {
+    let client = redis::Client::open(test_redis_url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
+
+/// The doctor's free slots over the next two weeks, as `token` sees them.
+async fn free_slots(app: &TestApp, token: &str, doctor: &str) -> Value {
+    app.gql(
+        Some(token),
+        "query($d: ID!, $from: DateTime!, $to: DateTime!) { providerAvailability(providerId: $d, from: $from, to: $to) { startsAt } }",
+        json!({
+            "d": doctor,
+            "from": (chrono::Utc::now() + chrono::TimeDelta::days(1)).to_rfc3339(),
+            "to": (chrono::Utc::now() + chrono::TimeDelta::days(15)).to_rfc3339(),
+        }),
+    )
+    .await
+}
+
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
@@ -280,17 +308,7 @@ async fn unread_counts_and_appointments_are_live(b: Backend) {
     assert_eq!(r["errors"][0]["extensions"]["code"], "NOT_FOUND", "{r}");
     settle().await;
     let doctor = app.provider_id(DOCTOR).await;
-    let slots = app
-        .gql(
-            Some(&pat),
-            "query($d: ID!, $from: DateTime!, $to: DateTime!) { providerAvailability(providerId: $d, from: $from, to: $to) { startsAt } }",
-            json!({
-                "d": doctor,
-                "from": (chrono::Utc::now() + chrono::TimeDelta::days(1)).to_rfc3339(),
-                "to": (chrono::Utc::now() + chrono::TimeDelta::days(15)).to_rfc3339(),
-            }),
-        )
-        .await;
+    let slots = free_slots(&app, &pat, &doctor).await;
     let at = slots["data"]["providerAvailability"][0]["startsAt"].clone();
     let r = app
         .gql(
@@ -563,15 +581,7 @@ async fn what_was_published_while_redis_was_away_is_replayed() {
     );
     // Drop every pub/sub connection (ours among them); the instance resubscribes after a
     // second, so what is sent right now is published to nobody.
-    let client = redis::Client::open(test_redis_url()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    drop_pubsub_connections().await;
     let missed = send(&app, &doc, &thread, "Demo while away").await;
     let got = next_for(&mut ws, "1", Duration::from_secs(6))
         .await
@@ -599,17 +609,7 @@ async fn appointment_changes_while_redis_was_away_are_replayed() {
     let mut docws = ws_signed_in(&app, &doc).await;
     subscribe(&mut docws, "a", changed, json!({})).await;
     settle().await;
-    let slots = app
-        .gql(
-            Some(&pat),
-            "query($d: ID!, $from: DateTime!, $to: DateTime!) { providerAvailability(providerId: $d, from: $from, to: $to) { startsAt } }",
-            json!({
-                "d": doctor,
-                "from": (chrono::Utc::now() + chrono::TimeDelta::days(1)).to_rfc3339(),
-                "to": (chrono::Utc::now() + chrono::TimeDelta::days(15)).to_rfc3339(),
-            }),
-        )
-        .await;
+    let slots = free_slots(&app, &pat, &doctor).await;
     let book = |at: Value| {
         app.gql(
             Some(&pat),
@@ -627,15 +627,7 @@ async fn appointment_changes_while_redis_was_away_are_replayed() {
     assert_eq!(got["data"]["appointmentChanged"]["id"], before);
     // Drop every pub/sub connection; the instance resubscribes after a second, so this
     // booking is announced to nobody.
-    let client = redis::Client::open(test_redis_url()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    drop_pubsub_connections().await;
     let r = book(slots["data"]["providerAvailability"][4]["startsAt"].clone()).await;
     let missed = r["data"]["scheduleAppointment"]["id"].clone();
     assert!(missed.is_string(), "{r}");

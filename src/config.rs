@@ -67,6 +67,9 @@ pub struct Config {
     pub login_window: Duration,
     pub break_glass_minutes: i64,
     pub graphiql: bool,
+    /// The built patient portal (`web-examples/portal/dist`), served at `/portal/` when
+    /// the folder exists.
+    pub portal_dir: PathBuf,
     pub introspection: bool,
     pub seed_demo: bool,
     pub max_body_bytes: usize,
@@ -237,6 +240,7 @@ impl Config {
             login_window: Duration::from_secs(v.parse("LOGIN_WINDOW_SECS", 900)?),
             break_glass_minutes: v.parse("BREAK_GLASS_MINUTES", 60)?,
             graphiql: !prod && v.flag("GRAPHIQL", true)?,
+            portal_dir: PathBuf::from(v.get("PORTAL_DIR").unwrap_or("web-examples/portal/dist")),
             introspection: !prod && v.flag("INTROSPECTION", true)?,
             seed_demo: !prod && v.flag("SEED_DEMO", true)?,
             max_body_bytes: v.parse("MAX_BODY_BYTES", 256 * 1024)?,

@@ -193,6 +193,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
 async fn serve(cfg: Config) -> Result<ExitCode, String> {
     let addr = cfg.bind_addr;
     let graphiql = cfg.graphiql;
+    let portal = cfg.portal_dir.join("index.html").is_file();
     let state = startup::build_state(cfg).await.map_err(|e| e.to_string())?;
     if state.cfg.seed_demo && seed::demo(&state).await.map_err(|e| e.to_string())? {
         tracing::info!(
@@ -207,6 +208,9 @@ async fn serve(cfg: Config) -> Result<ExitCode, String> {
         println!("Caregraph is running: GraphiQL at http://{local}/graphql");
     } else {
         println!("Caregraph is running on http://{local}/graphql");
+    }
+    if portal {
+        println!("The patient portal is at http://{local}/portal/");
     }
     startup::serve(state, listener, shutdown_signal())
         .await

@@ -1,12 +1,55 @@
 //! Sign-in and session operations, and `me`.
-use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, Enum, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, TimeZone, Utc};
 use secrecy::SecretString;
 
+use super::cookie;
 use super::service::{self, LoginOutcome, Tokens};
 use crate::access::Role;
 use crate::appointments::graphql::{self as appointments, Provider};
-use crate::graphql::context::ContextExt;
+use crate::error::AppError;
+use crate::graphql::context::{ContextExt, OverHttp};
+
+/// Where a sign-in hands over the refresh token.
+#[derive(Enum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TokenDelivery {
+    /// In the payload's `refreshToken`, for `refreshSession` (mobile and server clients).
+    #[default]
+    Body,
+    /// In an HttpOnly, Secure, SameSite=Strict cookie scoped to `/auth`, for browsers:
+    /// `POST /auth/refresh` rotates it and `POST /auth/logout` ends the session. Script
+    /// never sees the token; `refreshToken` is null. HTTP only (not over the websocket).
+    Cookie,
+}
+
+impl TokenDelivery {
+    /// Refuse cookie delivery where no cookie can be set, before anything is spent.
+    fn check(self, ctx: &Context<'_>) -> Result<Self, AppError> {
+        if self == TokenDelivery::Cookie && ctx.data_opt::<OverHttp>().is_none() {
+            return Err(AppError::validation(
+                "refreshTokenIn",
+                "a cookie can only be set over HTTP: sign in with POST /graphql",
+            ));
+        }
+        Ok(self)
+    }
+
+    /// The payload for issued tokens, the refresh token where this delivery puts it.
+    fn deliver(self, ctx: &Context<'_>, tokens: Tokens) -> Result<LoginPayload> {
+        let cfg = &ctx.state()?.cfg;
+        let mut payload = LoginPayload::from(tokens);
+        payload.idle_timeout_seconds = i32::try_from(cfg.session_idle.as_secs()).ok();
+        if self == TokenDelivery::Cookie
+            && let Some(token) = payload.refresh_token.take()
+        {
+            ctx.append_http_header(
+                axum::http::header::SET_COOKIE,
+                cookie::set(&token, cfg.refresh_token_ttl),
+            );
+        }
+        Ok(payload)
+    }
+}
 
 /// The result of a sign-in step. With MFA enrolled, `login` returns only `mfaRequired` and
 /// `mfaToken`; `verifyMfa` then returns the tokens.
@@ -19,6 +62,9 @@ pub struct LoginPayload {
     pub expires_at: Option<DateTime<Utc>>,
     pub mfa_required: bool,
     pub mfa_token: Option<String>,
+    /// Seconds without activity after which the session ends (`SESSION_IDLE_TIMEOUT_SECS`);
+    /// set with the tokens, so a client can warn before it happens.
+    pub idle_timeout_seconds: Option<i32>,
 }
 
 impl From<Tokens> for LoginPayload {
@@ -29,6 +75,7 @@ impl From<Tokens> for LoginPayload {
             expires_at: Utc.timestamp_opt(t.expires_at, 0).single(),
             mfa_required: false,
             mfa_token: None,
+            idle_timeout_seconds: None,
         }
     }
 }
@@ -106,11 +153,13 @@ impl AuthMutation {
         ctx: &Context<'_>,
         email: String,
         password: String,
+        #[graphql(default)] refresh_token_in: TokenDelivery,
     ) -> Result<LoginPayload> {
         let state = ctx.state()?;
+        let delivery = refresh_token_in.check(ctx)?;
         let password = SecretString::from(password);
         match service::login(state, &ctx.meta(), &email, &password).await? {
-            LoginOutcome::Signed(t) => Ok(t.into()),
+            LoginOutcome::Signed(t) => delivery.deliver(ctx, t),
             LoginOutcome::MfaRequired { mfa_token } => Ok(LoginPayload {
                 mfa_required: true,
                 mfa_token: Some(mfa_token),
@@ -125,11 +174,12 @@ impl AuthMutation {
         ctx: &Context<'_>,
         mfa_token: String,
         code: String,
+        #[graphql(default)] refresh_token_in: TokenDelivery,
     ) -> Result<LoginPayload> {
         let state = ctx.state()?;
-        Ok(service::verify_mfa(state, &ctx.meta(), &mfa_token, &code)
-            .await?
-            .into())
+        let delivery = refresh_token_in.check(ctx)?;
+        let tokens = service::verify_mfa(state, &ctx.meta(), &mfa_token, &code).await?;
+        delivery.deliver(ctx, tokens)
     }
 
     /// Exchange a refresh token for new tokens. The old refresh token stops working;
@@ -140,9 +190,8 @@ impl AuthMutation {
         refresh_token: String,
     ) -> Result<LoginPayload> {
         let state = ctx.state()?;
-        Ok(service::refresh(state, &ctx.meta(), &refresh_token)
-            .await?
-            .into())
+        let tokens = service::refresh(state, &ctx.meta(), &refresh_token).await?;
+        TokenDelivery::Body.deliver(ctx, tokens)
     }
 
     /// End this session now; its tokens stop working at once.

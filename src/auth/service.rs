@@ -487,6 +487,36 @@ pub async fn refresh(
     }
 }
 
+/// End the session a refresh token stands for (a browser signing out with its cookie,
+/// holding no access token it can trust to be live). Only the current token of the
+/// family counts; an unknown, rotated-out or expired one ends nothing and is no error.
+pub async fn logout_by_refresh(
+    state: &AppState,
+    meta: &RequestMeta,
+    refresh_token: &str,
+) -> AppResult<()> {
+    let sessions = &state.stores.sessions;
+    let Some(rec) = sessions.get_refresh(&token_hash(refresh_token)).await? else {
+        return Ok(());
+    };
+    let Some((session, _)) = sessions.peek(&rec.sid).await? else {
+        return Ok(());
+    };
+    if session.refresh_gen != rec.generation {
+        return Ok(());
+    }
+    sessions.delete(&rec.sid).await?;
+    state
+        .audit
+        .record(
+            AuditEvent::new("auth.logout", "session")
+                .meta(meta)
+                .actor(session.user_id, session.role.as_str())
+                .resource(rec.sid),
+        )
+        .await
+}
+
 pub async fn logout(state: &AppState, viewer: &Viewer) -> AppResult<()> {
     state.stores.sessions.delete(&viewer.session_id).await?;
     state

@@ -8,6 +8,11 @@ use crate::error::{AppError, AppResult};
 use crate::identity::{RequestMeta, Viewer};
 use crate::state::AppState;
 
+/// Marks a request that arrived over HTTP, whose response can carry headers (a websocket
+/// message's cannot): `login` may then deliver the refresh token as a cookie.
+#[derive(Clone, Copy, Debug)]
+pub struct OverHttp;
+
 /// Per-request data, inserted by the HTTP and websocket handlers.
 #[derive(Clone, Debug, Default)]
 pub struct RequestCtx {

@@ -19,13 +19,13 @@ use super::persisted::Wire;
 use super::ws_session::WsSession;
 use crate::auth::service::resolve_viewer;
 use crate::error::AppError;
-use crate::graphql::context::RequestCtx;
+use crate::graphql::context::{OverHttp, RequestCtx};
 use crate::graphql::limits::{self, ShapeLimits};
 use crate::identity::{RequestMeta, USER_AGENT_MAX, Viewer, clip};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
-fn meta(headers: &HeaderMap, peer: SocketAddr, trusted: &[IpAddr]) -> RequestMeta {
+pub(super) fn meta(headers: &HeaderMap, peer: SocketAddr, trusted: &[IpAddr]) -> RequestMeta {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     RequestMeta {
         ip: Some(Arc::from(
@@ -83,7 +83,12 @@ fn respond(resp: async_graphql::Response, graphql_json: bool) -> Response {
         StatusCode::OK
     };
     match serde_json::to_vec(&resp) {
-        Ok(body) => json_response(status, body, graphql_json),
+        Ok(body) => {
+            let mut r = json_response(status, body, graphql_json);
+            // What resolvers set: only `login`'s refresh cookie (`auth::cookie`).
+            r.headers_mut().extend(resp.http_headers);
+            r
+        }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
@@ -102,7 +107,12 @@ fn json_response(status: StatusCode, body: Vec<u8>, graphql_json: bool) -> Respo
         .into_response()
 }
 
-fn error_response(status: StatusCode, code: &str, message: &str, graphql_json: bool) -> Response {
+pub(super) fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    graphql_json: bool,
+) -> Response {
     let body =
         serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
     json_response(status, body.to_string().into_bytes(), graphql_json)
@@ -139,7 +149,8 @@ async fn run(
     meta: RequestMeta,
     graphql_json: bool,
 ) -> Response {
-    let req = crate::schema::request_loaders(&s.app).attach(req.data(RequestCtx { viewer, meta }));
+    let req = req.data(RequestCtx { viewer, meta }).data(OverHttp);
+    let req = crate::schema::request_loaders(&s.app).attach(req);
     respond(s.schema.execute(req).await, graphql_json)
 }
 

@@ -1,8 +1,10 @@
 //! Router and middleware.
+pub mod auth;
 pub mod console;
 pub mod graphql;
 pub mod health;
 pub mod persisted;
+pub mod portal;
 pub mod ws;
 pub mod ws_session;
 
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -89,9 +91,15 @@ pub fn router(app: AppState, persisted: persisted::Persisted) -> Router {
         .route("/graphql/ws", get(graphql::ws_handler))
         .route("/graphql/console/console.js", get(console::script))
         .route("/graphql/console/console.css", get(console::style))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .layer(middleware);
+        .route("/readyz", get(health::readyz));
+    let router = match portal::routes(&state.app.cfg.portal_dir) {
+        Some(portal) => router.merge(portal),
+        None => router,
+    };
+    let router = router.layer(middleware);
     let router = match cors {
         Some(cors) => router.layer(cors),
         None => router,

@@ -545,6 +545,7 @@ mod tests {
             "LoginPayload.expiresAt",
             "LoginPayload.mfaRequired",
             "LoginPayload.mfaToken",
+            "LoginPayload.idleTimeoutSeconds",
             "PageInfo.hasNextPage",
             "PageInfo.hasPreviousPage",
             "PageInfo.startCursor",

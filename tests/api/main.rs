@@ -7,6 +7,7 @@ mod appointments;
 mod audit;
 mod auth;
 mod billing;
+mod browser_session;
 mod console;
 mod corrections;
 mod hostile;

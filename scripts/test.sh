@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test against both storage backends: SQLite + in-process stores, and
 # PostgreSQL + Redis (found on their standard loopback ports, or installed and started by
-# scripts/services.sh). With CI=true a backend that cannot be had fails the run. Then the
-# provider console in a browser (scripts/browser-test.sh).
+# scripts/services.sh). With CI=true a backend that cannot be had fails the run. Then, in
+# Debian's Chromium, the GraphiQL console (scripts/browser-test.sh) and the patient portal
+# (scripts/portal-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,7 @@ fi
 eval "$services"
 export TEST_DATABASE_URL TEST_REDIS_URL
 
-# Both steps run; either failing fails the run.
+# Every step runs; any failing fails the run.
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@" || status=$?
@@ -22,6 +23,7 @@ else
   cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
 
-# The provider console in Debian's Chromium (installed on first use).
+# The browser tests, in Debian's Chromium (installed on first use).
 scripts/browser-test.sh || status=$?
+scripts/portal-test.sh || status=$?
 exit "$status"

@@ -34,8 +34,8 @@ use crate::error::{AppError, AppResult};
 use crate::identity::{Role, Viewer};
 use crate::stores::DocumentStore;
 
-/// One GraphQL-over-HTTP request as sent (POST body or GET parameters), before its
-/// document is known.
+/// One GraphQL request as sent (POST body, GET parameters or a websocket `subscribe`
+/// payload), before its document is known.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Wire {
@@ -124,20 +124,6 @@ impl Persisted {
         let mut req = async_graphql::Request::new(text).variables(variables);
         req.operation_name = operation_name.filter(|n| !n.is_empty());
         req.extensions = extensions;
-        Ok(req)
-    }
-
-    /// The same decision for a request that arrives already parsed (a websocket
-    /// `subscribe`): its text, or the persisted document it names.
-    pub async fn resolve_request(
-        &self,
-        mut req: async_graphql::Request,
-        viewer: Option<&Viewer>,
-    ) -> AppResult<async_graphql::Request> {
-        let query = Some(std::mem::take(&mut req.query)).filter(|q| !q.is_empty());
-        req.operation_name = req.operation_name.filter(|n| !n.is_empty());
-        let named = named_hash(None, req.extensions.remove("persistedQuery"))?;
-        req.query = self.document(query, named, viewer).await?;
         Ok(req)
     }
 

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use async_graphql::{Data, Request, Response};
+use async_graphql::{Data, Response};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -54,7 +54,8 @@ enum ClientMessage {
     },
     Subscribe {
         id: String,
-        payload: Box<Request>,
+        /// As over HTTP: `query`, or a persisted document by `documentId` or APQ hash.
+        payload: Box<super::persisted::Wire>,
     },
     Complete {
         id: String,
@@ -291,7 +292,7 @@ async fn run(
     documents: Documents,
     session: std::sync::Arc<WsSession>,
     id: String,
-    request: Request,
+    request: super::persisted::Wire,
     out: mpsc::Sender<Out>,
 ) {
     let viewer = match documents.app {
@@ -303,11 +304,7 @@ async fn run(
         }
         None => None,
     };
-    let request = match documents
-        .persisted
-        .resolve_request(request, viewer.as_ref())
-        .await
-    {
+    let request = match documents.persisted.resolve(request, viewer.as_ref()).await {
         Ok(r) => r,
         Err(e) => {
             let frame = coded_error_frame(&id, e.code(), &e.to_string());

@@ -331,14 +331,25 @@ async fn trusted_documents_run_only_what_is_listed(b: Backend) {
     )
     .await;
     assert_eq!(code(&r), Some("PERSISTED_QUERY_NOT_IN_LIST"), "{r}");
-    // Over the websocket: a listed subscription runs, an unlisted one is refused.
+    // Over the websocket: a listed subscription runs (by its text, its documentId, or its
+    // APQ hash with an empty text, as urql's persisted exchange sends it); an unlisted one
+    // is refused.
     let mut ws = ws_signed_in(&app, &t).await;
-    for (id, q) in [
-        ("listed", UNREAD),
-        ("unlisted", "subscription { unreadCountChanged }"),
+    let unread = hash(UNREAD);
+    for (id, payload) in [
+        ("listed", json!({ "query": UNREAD })),
+        ("by-id", json!({ "documentId": format!("sha256:{unread}") })),
+        (
+            "by-hash",
+            json!({ "query": "", "extensions": apq(&unread) }),
+        ),
+        (
+            "unlisted",
+            json!({ "query": "subscription { unreadCountChanged }" }),
+        ),
     ] {
         ws.send(Message::Text(
-            json!({ "type": "subscribe", "id": id, "payload": { "query": q } })
+            json!({ "type": "subscribe", "id": id, "payload": payload })
                 .to_string()
                 .into(),
         ))
@@ -358,7 +369,7 @@ async fn trusted_documents_run_only_what_is_listed(b: Backend) {
             }
         };
         match id {
-            "listed" => assert_eq!(frame["type"], "next", "{frame}"),
+            "listed" | "by-id" | "by-hash" => assert_eq!(frame["type"], "next", "{frame}"),
             _ => {
                 assert_eq!(frame["type"], "error", "{frame}");
                 assert_eq!(

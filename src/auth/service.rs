@@ -499,12 +499,13 @@ pub async fn logout_by_refresh(
     let Some(rec) = sessions.get_refresh(&token_hash(refresh_token)).await? else {
         return Ok(());
     };
+    // A rotated-out token of the session ends it too: a sign-out racing a refresh (the
+    // page's own, or another tab's) may still carry the cookie that refresh replaced, and
+    // that sign-out must not leave the session alive. Presenting such a token to refresh
+    // would revoke the session anyway.
     let Some((session, _)) = sessions.peek(&rec.sid).await? else {
         return Ok(());
     };
-    if session.refresh_gen != rec.generation {
-        return Ok(());
-    }
     sessions.delete(&rec.sid).await?;
     state
         .audit

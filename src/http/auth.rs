@@ -31,7 +31,7 @@ pub async fn refresh(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = cross_site(&headers) {
+    if let Some(refused) = cross_site(&headers, s.app.cfg.public_url.as_deref()) {
         return refused;
     }
     let Some(token) = refresh_cookie(&headers) else {
@@ -77,13 +77,18 @@ pub async fn logout(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = cross_site(&headers) {
+    if let Some(refused) = cross_site(&headers, s.app.cfg.public_url.as_deref()) {
         return refused;
     }
     if let Some(token) = refresh_cookie(&headers) {
         let meta = meta(&headers, peer, &s.app.cfg.trusted_proxies);
         if let Err(e) = service::logout_by_refresh(&s.app, &meta, token).await {
-            return refused(&e);
+            // The session could not be ended here (it still ends at its idle timeout);
+            // the cookie goes anyway, so this browser cannot resume it.
+            let mut r = refused(&e);
+            r.headers_mut()
+                .insert(header::SET_COOKIE, HeaderValue::from_static(cookie::CLEAR));
+            return r;
         }
     }
     (
@@ -102,8 +107,10 @@ fn refresh_cookie(headers: &HeaderMap) -> Option<&str> {
     )
 }
 
-/// FORBIDDEN unless the request comes from this origin's own script (module docs).
-fn cross_site(headers: &HeaderMap) -> Option<Response> {
+/// FORBIDDEN unless the request comes from this origin's own script (module docs). The
+/// origin is `PUBLIC_URL`'s when it is set (behind a proxy that rewrites `Host`), else the
+/// `Host` the request was sent to.
+fn cross_site(headers: &HeaderMap, public_url: Option<&str>) -> Option<Response> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let forbid = |message: &str| {
         Some(error_response(
@@ -122,13 +129,24 @@ fn cross_site(headers: &HeaderMap) -> Option<Response> {
         return forbid("this request must come from this site");
     }
     if let Some(origin) = text("origin") {
-        // `scheme://host[:port]`; its authority must be the one this request was sent to.
-        let authority = origin.split_once("://").map(|(_, a)| a);
-        if authority.is_none() || authority != text("host") {
+        let same = match public_url {
+            // `scheme://host[:port]`, exactly as the public URL begins.
+            Some(public) => origin_of(public) == Some(origin),
+            // Its authority must be the one this request was sent to.
+            None => origin.split_once("://").map(|(_, a)| a) == text("host"),
+        };
+        if !same {
             return forbid("this request must come from this site");
         }
     }
     None
+}
+
+/// `scheme://authority` of a URL (what a browser sends as `Origin`).
+fn origin_of(url: &str) -> Option<&str> {
+    let start = url.find("://")? + 3;
+    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    Some(&url[..end])
 }
 
 /// 401, and the cookie removed: it names no live session.
@@ -156,4 +174,22 @@ fn refused(e: &AppError) -> Response {
         _ => StatusCode::BAD_REQUEST,
     };
     error_response(status, e.code(), &e.to_string(), false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn the_origin_of_a_url_is_its_scheme_and_authority() {
+        assert_eq!(
+            origin_of("https://portal.example.org/api/"),
+            Some("https://portal.example.org")
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:8080"),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(origin_of("portal.example.org"), None);
+    }
 }

@@ -16,14 +16,14 @@ on_both_backends!(
 
 const COOKIE_LOGIN: &str = "mutation($e: String!, $p: String!) { login(email: $e, password: $p, refreshTokenIn: COOKIE) { accessToken refreshToken expiresAt idleTimeoutSeconds } }";
 
-/// The `cg_refresh=…` pair a response sets, and the whole `Set-Cookie` line.
+/// The `__Host-cg_refresh=…` pair a response sets, and the whole `Set-Cookie` line.
 fn set_cookie(headers: &HeaderMap) -> (String, String) {
     let line = headers
         .get_all(SET_COOKIE)
         .iter()
         .map(|v| v.to_str().unwrap().to_owned())
-        .find(|v| v.starts_with("cg_refresh="))
-        .expect("a cg_refresh cookie");
+        .find(|v| v.starts_with("__Host-cg_refresh="))
+        .expect("a __Host-cg_refresh cookie");
     let pair = line.split(';').next().unwrap().to_owned();
     (pair, line)
 }
@@ -37,7 +37,7 @@ async fn cookie_sign_in(app: &TestApp, email: &str) -> (Value, String) {
         .await
         .unwrap();
     let (pair, line) = set_cookie(r.headers());
-    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/auth"] {
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/;"] {
         assert!(line.contains(attr), "cookie without {attr}: {line}");
     }
     let body: Value = r.json().await.unwrap();
@@ -108,7 +108,7 @@ async fn cookie_sign_in_refresh_rotation_and_reuse(b: Backend) {
     let r = post_auth(&app, "refresh", Some(&c1), OWN).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let (cleared, line) = set_cookie(r.headers());
-    assert_eq!(cleared, "cg_refresh=");
+    assert_eq!(cleared, "__Host-cg_refresh=");
     assert!(line.contains("Max-Age=0"), "{line}");
     assert_eq!(error_code(r).await, "UNAUTHENTICATED");
     assert_eq!(
@@ -213,7 +213,7 @@ async fn cookie_logout_ends_the_session(b: Backend) {
     let at = login["accessToken"].as_str().unwrap().to_owned();
     let r = post_auth(&app, "logout", Some(&c), OWN).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(set_cookie(r.headers()).0, "cg_refresh=");
+    assert_eq!(set_cookie(r.headers()).0, "__Host-cg_refresh=");
     assert_eq!(
         code(&app.gql(Some(&at), "{ me { id } }", json!({})).await),
         Some("UNAUTHENTICATED")
@@ -233,11 +233,58 @@ async fn cookie_logout_ends_the_session(b: Backend) {
         StatusCode::NO_CONTENT
     );
     assert_eq!(app.audit_count("action = 'auth.logout'").await, 1);
+
+    // A sign-out that raced a refresh still carries the cookie the refresh replaced: it
+    // ends the session all the same, so the new cookie does not keep it alive.
+    let (_, c1) = cookie_sign_in(&app, PATIENT).await;
+    let r = post_auth(&app, "refresh", Some(&c1), OWN).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (c2, _) = set_cookie(r.headers());
+    let r = post_auth(&app, "logout", Some(&c1), OWN).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        post_auth(&app, "refresh", Some(&c2), OWN).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.audit_count("action = 'auth.logout'").await, 2);
+}
+
+/// Behind a proxy that rewrites `Host`, the origin to match is `PUBLIC_URL`'s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_refresh_checks_the_public_origin_when_there_is_one() {
+    let app = spawn_app_with(Backend::Sqlite, |v| {
+        v.insert("PUBLIC_URL".into(), "https://portal.example.org/".into());
+    })
+    .await;
+    let (_, c) = cookie_sign_in(&app, PATIENT).await;
+    let own_host = format!("http://{}", app.addr);
+    let r = post_auth(
+        &app,
+        "refresh",
+        Some(&c),
+        &[("x-caregraph-refresh", "1"), ("origin", &own_host)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post_auth(
+        &app,
+        "refresh",
+        Some(&c),
+        &[
+            ("x-caregraph-refresh", "1"),
+            ("origin", "https://portal.example.org"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_built_portal_is_served_under_its_csp() {
-    let portal = tempfile_dir();
+    let root = tempfile_dir();
+    // A file beside the portal's folder, which no path under /portal/ may reach.
+    std::fs::write(root.join("secret.txt"), "TOP-SECRET").unwrap();
+    let portal = root.join("dist");
     std::fs::create_dir_all(portal.join("assets")).unwrap();
     std::fs::write(
         portal.join("index.html"),
@@ -285,9 +332,18 @@ async fn the_built_portal_is_served_under_its_csp() {
         get("/portal/assets/gone-9z.js").await.unwrap().status(),
         StatusCode::NOT_FOUND
     );
-    // Nothing outside the folder.
-    let r = get("/portal/..%2f..%2fCargo.toml").await.unwrap();
-    assert!(!r.text().await.unwrap().contains("[package]"));
+    // Nothing outside the folder, however the way out is spelled.
+    for path in [
+        "/portal/..%2fsecret.txt",
+        "/portal/%2e%2e/secret.txt",
+        "/portal/%2e%2e%2fsecret.txt",
+        "/portal/assets/..%2f..%2fsecret.txt",
+        "/portal/assets/%2e%2e/%2e%2e/secret.txt",
+        "/portal/..%5csecret.txt",
+    ] {
+        let r = get(path).await.unwrap();
+        assert!(!r.text().await.unwrap().contains("TOP-SECRET"), "{path}");
+    }
     drop(app);
 
     // No built portal, no route.
@@ -303,7 +359,7 @@ async fn the_built_portal_is_served_under_its_csp() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    std::fs::remove_dir_all(&portal).unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

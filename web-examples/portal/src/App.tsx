@@ -77,13 +77,21 @@ export function App() {
   if (resuming && !signedIn) return <Loading what="your session" />;
   return (
     <UrqlProvider value={portal.client}>
-      {signedIn ? <Shell /> : <SignIn endReason={session.endReason} />}
+      {/* Behind the idle warning the page is inert: no focus or click reaches it. */}
+      <div inert={signedIn && session.idleWarning !== null}>
+        {signedIn ? <Shell /> : <SignIn endReason={session.endReason} />}
+      </div>
       {signedIn && session.idleWarning !== null && <IdleWarning seconds={session.idleWarning} />}
     </UrqlProvider>
   );
 }
 
 function IdleWarning({ seconds }: { seconds: number }) {
+  // Focus goes back where it was when the warning closes.
+  useEffect(() => {
+    const before = document.activeElement as HTMLElement | null;
+    return () => before?.focus();
+  }, []);
   return (
     <div className="overlay">
       <div role="alertdialog" aria-modal="true" aria-labelledby="idle-title" aria-describedby="idle-text" className="dialog">

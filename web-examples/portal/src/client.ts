@@ -1,5 +1,5 @@
 // The GraphQL client: every operation goes by its persisted hash (the manifest codegen
-// writes, which Caregraph runs in `trusted` mode), queries by GET, mutations by POST,
+// writes, which Caregraph runs in `trusted` mode), queries and mutations by POST,
 // subscriptions over graphql-ws. A new client (and so an empty cache) per sign-in: signing
 // out drops every cached PHI with the old one.
 import { Client, cacheExchange, fetchExchange, subscriptionExchange } from '@urql/core';
@@ -8,6 +8,7 @@ import { authExchange } from '@urql/exchange-auth';
 import { persistedExchange } from '@urql/exchange-persisted';
 import { createClient as createWsClient } from 'graphql-ws';
 import type { Client as WsClient } from 'graphql-ws';
+import { graphql } from './gql';
 import { session } from './session';
 
 const SIGN_IN_OPERATIONS = new Set(['Login', 'VerifyMfa']);
@@ -16,30 +17,55 @@ function isAuthError(error: CombinedError) {
   return error.graphQLErrors.some((e) => e.extensions?.code === 'UNAUTHENTICATED');
 }
 
+const KeepAlive = graphql(`
+  query KeepAlive {
+    me {
+      id
+    }
+  }
+`);
+
 export type Portal = { client: Client; dispose: () => void };
 
 /** `signedIn` only keys the client: one per signed-in (or signed-out) stretch. */
 export function makeClient(_signedIn: boolean): Portal {
-  const ws: WsClient = createWsClient({
-    url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql/ws`,
-    lazy: true,
-    // A fresh token for each connection: the server closes a socket (4403) when the token
-    // it was opened with expires; the retry opens the next with the refreshed one.
-    connectionParams: async () => {
-      if (session.expiresSoon) await session.refresh();
-      return { authorization: `Bearer ${session.token ?? ''}` };
-    },
-    retryAttempts: 8,
-    shouldRetry: () => session.signedIn,
-  });
+  // The socket client is made on first use and again after `dispose` (React's StrictMode
+  // disposes and re-mounts in development): a disposed graphql-ws client never reconnects.
+  let ws: WsClient | null = null;
+  let connectedBefore = false;
+  const socket = () =>
+    (ws ??= createWsClient({
+      url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql/ws`,
+      lazy: true,
+      // A fresh token for each connection: the server closes a socket (4403) when the token
+      // it was opened with expires; the retry opens the next with the refreshed one.
+      connectionParams: async () => {
+        if (session.expiresSoon) await session.refresh();
+        return { authorization: `Bearer ${session.token ?? ''}` };
+      },
+      retryAttempts: 8,
+      shouldRetry: () => session.signedIn,
+      on: {
+        // Back after a drop: what happened in between was not delivered, so screens read
+        // their data again.
+        connected: () => {
+          if (connectedBefore) session.liveReconnected();
+          connectedBefore = true;
+        },
+      },
+    }));
 
   const client = new Client({
     url: '/graphql',
-    preferGetMethod: false,
     requestPolicy: 'cache-and-network',
-    // same-origin: the sign-in response sets the refresh cookie (its Path=/auth keeps it off
-    // every other request).
+    // same-origin: the sign-in response sets the refresh cookie.
     fetchOptions: { credentials: 'same-origin', headers: { accept: 'application/graphql-response+json' } },
+    // Every answer from the API slid the server's idle window.
+    fetch: async (input, init) => {
+      const res = await fetch(input, init);
+      if (res.ok) session.touched();
+      return res;
+    },
     exchanges: [
       cacheExchange,
       authExchange(async (utils) => ({
@@ -61,7 +87,9 @@ export function makeClient(_signedIn: boolean): Portal {
       })),
       persistedExchange({
         enforcePersistedQueries: true,
-        preferGetForPersistedQueries: true,
+        // POST for everything: variables (a family name, a birth date) never land in URLs
+        // and proxy logs, and answers carrying PHI are `no-store`, so GET would cache nothing.
+        preferGetForPersistedQueries: false,
         enableForMutation: true,
         enableForSubscriptions: true,
         generateHash: async (_query, document) =>
@@ -74,7 +102,7 @@ export function makeClient(_signedIn: boolean): Portal {
         forwardSubscription(request) {
           return {
             subscribe(sink) {
-              const dispose = ws.subscribe(
+              const dispose = socket().subscribe(
                 { ...request, query: request.query ?? '' },
                 sink as Parameters<WsClient['subscribe']>[1],
               );
@@ -85,5 +113,13 @@ export function makeClient(_signedIn: boolean): Portal {
       }),
     ],
   });
-  return { client, dispose: () => void ws.dispose() };
+  session.setKeepAlive(() => client.query(KeepAlive, {}, { requestPolicy: 'network-only' }).toPromise());
+  return {
+    client,
+    dispose: () => {
+      void ws?.dispose();
+      ws = null;
+      connectedBefore = false;
+    },
+  };
 }

@@ -1,41 +1,80 @@
 // The browser session, outside React: the access token lives in this module's memory only
 // (never localStorage or sessionStorage); the refresh token is an HttpOnly cookie that
-// only Caregraph's /auth/refresh and /auth/logout read. One refresh runs at a time across
-// every tab (Web Locks), because a rotated-out refresh token presented twice revokes the
-// whole session. Idleness is the user's: pointer, keyboard and touch input count;
-// background refreshes and sockets do not.
-
-export type SignedIn = { accessToken: string; expiresAt: number; idleTimeoutSeconds: number };
+// only Caregraph's /auth/refresh and /auth/logout read. Those two run one at a time across
+// every tab (Web Locks): a rotated-out refresh token presented twice revokes the whole
+// session, and a sign-out must carry the newest cookie. Idleness is the user's, across
+// tabs: pointer, keyboard, wheel and touch input count; background refreshes and sockets
+// do not.
 
 type Listener = () => void;
 
 /** Why the session ended, for the sign-in screen. */
-export type EndReason = 'signed-out' | 'idle' | 'expired' | null;
+export type EndReason = 'signed-out' | 'idle' | 'expired' | 'switched' | null;
+
+type Current = { accessToken: string; expiresAt: number; idleTimeoutSeconds: number; userId: string };
+type Answer = { accessToken: string; expiresAt: string; idleTimeoutSeconds: number };
 
 const LOCK = 'caregraph-refresh';
 const CHANNEL = 'caregraph-session';
-/** Refresh this long before the access token expires. */
-const REFRESH_MARGIN_MS = 60_000;
 const ACTIVITY_EVENTS = ['pointerdown', 'keydown', 'wheel', 'touchstart'] as const;
+/** Tell the other tabs about activity at most this often. */
+const SHARE_ACTIVITY_MS = 5_000;
+/** After a refresh that failed for a reason other than a dead session (network, 503, 429). */
+const RETRY_MS = 15_000;
+
+/** The `sub` claim of our own access token (who it is for), or '' if unreadable. */
+function subjectOf(token: string): string {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return String(JSON.parse(atob(part)).sub ?? '');
+  } catch {
+    return '';
+  }
+}
+
+/** Run `f` holding the cross-tab lock (or plainly, where Web Locks are missing). */
+async function locked<T>(f: () => Promise<T>): Promise<T> {
+  if (!navigator.locks) return f();
+  let out!: T;
+  await navigator.locks.request(LOCK, async () => {
+    out = await f();
+  });
+  return out;
+}
 
 class Session {
-  private current: SignedIn | null = null;
+  private current: Current | null = null;
   private listeners = new Set<Listener>();
   private refreshing: Promise<boolean> | null = null;
+  /** Moves at each sign-in and sign-out: a refresh answer from an older epoch is dropped. */
+  private epoch = 0;
   private refreshTimer: number | undefined;
   private idleTimer: number | undefined;
   private lastActivity = Date.now();
+  private lastShared = 0;
   private lastServerContact = Date.now();
+  private keepAlive: (() => Promise<unknown>) | null = null;
   private channel: BroadcastChannel | null =
     typeof BroadcastChannel === 'undefined' ? null : new BroadcastChannel(CHANNEL);
   endReason: EndReason = null;
   /** Seconds left before the idle sign-out, while the warning shows; null otherwise. */
   idleWarning: number | null = null;
+  /** Moves each time the live socket comes back after a drop: screens read again. */
+  liveEpoch = 0;
 
   constructor() {
-    // Another tab signed out: so does this one (the cookie is gone for every tab).
     this.channel?.addEventListener('message', (e) => {
-      if (e.data === 'signed-out' && this.current) this.end('signed-out', false);
+      const m = e.data as { type: string; at?: number };
+      if (m.type === 'signed-out' && this.current) this.end('signed-out', false);
+      // Another tab signed in: resume here (or notice that it is someone else now).
+      if (m.type === 'signed-in') void this.refresh();
+      if (m.type === 'active' && this.current && m.at) {
+        this.lastActivity = Math.max(this.lastActivity, m.at);
+        if (this.idleWarning !== null) {
+          this.idleWarning = null;
+          this.emit();
+        }
+      }
     });
     for (const name of ACTIVITY_EVENTS) {
       window.addEventListener(name, () => this.activity(), { capture: true, passive: true });
@@ -59,27 +98,51 @@ class Session {
     return this.current?.accessToken ?? null;
   }
 
-  get idleTimeoutSeconds(): number {
-    return this.current?.idleTimeoutSeconds ?? 900;
-  }
+  /** Refresh this long before the access token expires: a minute, or a quarter of a
+   * short token's life. */
+  private margin = 60_000;
 
-  /** The access token is within a minute of its expiry (or past it). */
+  /** The access token is near its expiry (or past it). */
   get expiresSoon(): boolean {
-    return this.current !== null && this.current.expiresAt - Date.now() < REFRESH_MARGIN_MS;
+    const c = this.current;
+    return c !== null && c.expiresAt - Date.now() < this.margin;
   }
 
-  /** Any answer from the API slides the server's idle window. */
+  /** An answer from the API: the server's idle window slid. */
   touched() {
     this.lastServerContact = Date.now();
   }
 
-  /** Sign-in succeeded (login or verifyMfa with refreshTokenIn: COOKIE). */
-  begin(accessToken: string, expiresAt: string, idleTimeoutSeconds: number) {
-    this.current = { accessToken, expiresAt: Date.parse(expiresAt), idleTimeoutSeconds };
-    this.endReason = null;
-    this.lastActivity = Date.now();
+  /** What makes an authenticated request (which slides the server's idle window). */
+  setKeepAlive(f: (() => Promise<unknown>) | null) {
+    this.keepAlive = f;
+  }
+
+  liveReconnected() {
+    this.liveEpoch += 1;
+    this.emit();
+  }
+
+  private adopt(a: Answer) {
+    const c: Current = {
+      accessToken: a.accessToken,
+      expiresAt: Date.parse(a.expiresAt),
+      idleTimeoutSeconds: a.idleTimeoutSeconds,
+      userId: subjectOf(a.accessToken),
+    };
+    this.margin = Math.min(60_000, Math.max(1_000, (c.expiresAt - Date.now()) / 4));
+    this.current = c;
     this.lastServerContact = Date.now();
     this.schedule();
+  }
+
+  /** Sign-in succeeded (login or verifyMfa with refreshTokenIn: COOKIE). */
+  begin(accessToken: string, expiresAt: string, idleTimeoutSeconds: number) {
+    this.epoch += 1;
+    this.adopt({ accessToken, expiresAt, idleTimeoutSeconds });
+    this.endReason = null;
+    this.lastActivity = Date.now();
+    this.channel?.postMessage({ type: 'signed-in' });
     this.emit();
   }
 
@@ -96,43 +159,48 @@ class Session {
   }
 
   private async refreshLocked(): Promise<boolean> {
-    const run = async () => {
-      const res = await fetch('/auth/refresh', {
-        method: 'POST',
-        credentials: 'same-origin',
-        headers: { 'X-Caregraph-Refresh': '1' },
-      });
-      // Read the body either way: a response left unread keeps its request open.
-      const body = await res.text();
-      if (!res.ok) return null;
-      return JSON.parse(body) as {
-        accessToken: string;
-        expiresAt: string;
-        idleTimeoutSeconds: number;
-      };
-    };
-    let answer: Awaited<ReturnType<typeof run>> = null;
+    const epoch = this.epoch;
+    let status = 0;
+    let answer: Answer | null = null;
     try {
-      answer = navigator.locks ? await navigator.locks.request(LOCK, run) : await run();
+      answer = await locked(async () => {
+        const res = await fetch('/auth/refresh', {
+          method: 'POST',
+          credentials: 'same-origin',
+          headers: { 'X-Caregraph-Refresh': '1' },
+        });
+        status = res.status;
+        // Read the body either way: a response left unread keeps its request open.
+        const body = await res.text();
+        return res.ok ? (JSON.parse(body) as Answer) : null;
+      });
     } catch {
       answer = null;
     }
+    // Signed out (or in) meanwhile: this answer belongs to what came before.
+    if (epoch !== this.epoch) return false;
     if (!answer) {
-      if (this.current) this.end('expired', false);
+      if (status === 401 || status === 403) {
+        if (this.current) this.end('expired', false);
+      } else if (this.current) {
+        // The server or the network is in trouble, not the session: try again shortly.
+        window.clearTimeout(this.refreshTimer);
+        this.refreshTimer = window.setTimeout(() => void this.refresh(), RETRY_MS);
+      }
       return false;
     }
-    const wasSignedIn = this.current !== null;
-    this.current = {
-      accessToken: answer.accessToken,
-      expiresAt: Date.parse(answer.expiresAt),
-      idleTimeoutSeconds: answer.idleTimeoutSeconds,
-    };
-    this.lastServerContact = Date.now();
-    if (!wasSignedIn) {
+    const before = this.current;
+    if (before && subjectOf(answer.accessToken) !== before.userId) {
+      // Someone else signed in in another tab: their cookie is this browser's now.
+      this.end('switched', false);
+      return false;
+    }
+    this.adopt(answer);
+    if (!before) {
+      this.epoch += 1;
       this.lastActivity = Date.now();
       this.endReason = null;
     }
-    this.schedule();
     this.emit();
     return true;
   }
@@ -141,39 +209,47 @@ class Session {
   async signOut(reason: EndReason = 'signed-out') {
     this.end(reason, true);
     try {
-      const res = await fetch('/auth/logout', {
-        method: 'POST',
-        credentials: 'same-origin',
-        headers: { 'X-Caregraph-Refresh': '1' },
+      // After any refresh in flight (in any tab), so the cookie sent is the newest.
+      await locked(async () => {
+        const res = await fetch('/auth/logout', {
+          method: 'POST',
+          credentials: 'same-origin',
+          headers: { 'X-Caregraph-Refresh': '1' },
+        });
+        await res.text();
       });
-      await res.text();
     } catch {
       // The session still ends on the server at its idle timeout.
     }
   }
 
   private end(reason: EndReason, broadcast: boolean) {
+    this.epoch += 1;
     this.current = null;
     this.endReason = reason;
     this.idleWarning = null;
     window.clearTimeout(this.refreshTimer);
     window.clearInterval(this.idleTimer);
     this.idleTimer = undefined;
-    if (broadcast) this.channel?.postMessage('signed-out');
+    if (broadcast) this.channel?.postMessage({ type: 'signed-out' });
     this.emit();
   }
 
-  /** The user is here: a long-quiet server session is slid. While the warning shows, only
-   * its buttons answer it (a press elsewhere must not land on what the dialog covers). */
+  /** The user is here. While the warning shows, only its buttons answer it (a press
+   * elsewhere must not land on what the dialog covers). */
   activity() {
     if (!this.current || this.idleWarning !== null) return;
-    this.lastActivity = Date.now();
-    // The server's idle window slides with each request; a user reading one screen for
-    // a while makes none, so their activity refreshes the session now and then.
-    const quietMs = Date.now() - this.lastServerContact;
-    if (quietMs > (this.current.idleTimeoutSeconds * 1000) / 3) {
-      this.lastServerContact = Date.now();
-      void this.refresh();
+    const now = Date.now();
+    this.lastActivity = now;
+    if (now - this.lastShared > SHARE_ACTIVITY_MS) {
+      this.lastShared = now;
+      this.channel?.postMessage({ type: 'active', at: now });
+    }
+    // The server's idle window slides with each authenticated request; a user reading one
+    // screen for a while makes none, so their activity makes one now and then.
+    if (now - this.lastServerContact > (this.current.idleTimeoutSeconds * 1000) / 3) {
+      this.lastServerContact = now;
+      void this.keepAlive?.();
     }
   }
 
@@ -186,8 +262,9 @@ class Session {
 
   private schedule() {
     window.clearTimeout(this.refreshTimer);
-    if (!this.current) return;
-    const wait = Math.max(1_000, this.current.expiresAt - Date.now() - REFRESH_MARGIN_MS);
+    const c = this.current;
+    if (!c) return;
+    const wait = Math.max(1_000, c.expiresAt - Date.now() - this.margin);
     this.refreshTimer = window.setTimeout(() => void this.refresh(), wait);
     this.idleTimer ??= window.setInterval(() => this.checkIdle(), 1_000);
   }

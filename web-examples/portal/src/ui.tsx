@@ -1,7 +1,8 @@
 // Small shared pieces: problems shown by code, loading states, dates and money, the router.
-import { useEffect, useState, useSyncExternalStore } from 'react';
+import { useEffect, useRef, useState, useSyncExternalStore } from 'react';
 import type { ReactNode } from 'react';
 import type { Problem } from './errors';
+import { session } from './session';
 
 export function ProblemNote({ problem, id }: { problem: Problem | null; id?: string }) {
   if (!problem) return null;
@@ -20,10 +21,10 @@ export function Loading({ what }: { what: string }) {
   );
 }
 
-export function Screen({ title, children }: { title: string; children: ReactNode }) {
-  useEffect(() => {
-    document.title = `${title} · Caregraph`;
-  }, [title]);
+/** A screen with its heading. `docTitle` is the tab's title, which must carry no PHI (a
+ * patient's name stays out of it: browsers keep titles in their history). */
+export function Screen({ title, docTitle, children }: { title: string; docTitle?: string; children: ReactNode }) {
+  useTitle(docTitle ?? title);
   return (
     <section aria-labelledby="screen-title" className="screen">
       <h1 id="screen-title" tabIndex={-1}>
@@ -32,6 +33,32 @@ export function Screen({ title, children }: { title: string; children: ReactNode
       {children}
     </section>
   );
+}
+
+export function useTitle(title: string) {
+  useEffect(() => {
+    document.title = `${title} · Caregraph`;
+  }, [title]);
+}
+
+/**
+ * Read a screen's data again after each live event (which carries ids only) and after the
+ * live socket comes back from a drop (events in between were not delivered).
+ */
+export function useLiveRefetch(event: unknown, refetch: (o: { requestPolicy: 'network-only' }) => void) {
+  const epoch = useSyncExternalStore(
+    (l) => session.subscribe(l),
+    () => session.liveEpoch,
+  );
+  const first = useRef(true);
+  useEffect(() => {
+    if (first.current) {
+      first.current = false;
+      return;
+    }
+    refetch({ requestPolicy: 'network-only' });
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [event, epoch]);
 }
 
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });

@@ -109,10 +109,13 @@ describe('patient portal and provider console', () => {
       (r) => r.request().method() === 'POST' && r.url().endsWith('/graphql') && r.request().postData()?.includes('"Login"'),
     );
     await signIn(page, 'patient@caregraph.dev');
-    const body = await (await login).json();
-    const token = body.data.login.accessToken;
-    assert.ok(token, 'the sign-in answered an access token');
-    assert.equal(body.data.login.refreshToken, undefined, 'no refresh token in the body');
+    const answer = await login;
+    const body = await answer.json();
+    assert.ok(body.data.login.accessToken, 'the sign-in answered an access token');
+    // The refresh token came as a cookie, not in the body the page's script reads.
+    const setCookie = (await answer.headerValue('set-cookie')) ?? '';
+    assert.match(setCookie, /^__Host-cg_refresh=[^;]+;.*HttpOnly/);
+    assert.ok(!JSON.stringify(body).includes(setCookie.split(';')[0].split('=')[1]));
 
     await page.getByRole('heading', { name: `Welcome, ${PATIENT}` }).waitFor();
     for (const h of ['Next appointments', 'Active medications', 'Allergies', 'Recent lab results', 'Messages', 'Open balance']) {
@@ -129,12 +132,12 @@ describe('patient portal and provider console', () => {
     assert.equal(stored.session, '[]', 'nothing in sessionStorage');
     assert.ok(!stored.cookie.includes('cg_refresh'), 'the refresh cookie is not readable by script');
     const cookies = await page.context().cookies();
-    const refresh = cookies.find((c) => c.name === 'cg_refresh');
+    const refresh = cookies.find((c) => c.name === '__Host-cg_refresh');
     assert.ok(refresh, 'the refresh cookie is set');
     assert.equal(refresh.httpOnly, true);
     assert.equal(refresh.secure, true);
     assert.equal(refresh.sameSite, 'Strict');
-    assert.equal(refresh.path, '/auth');
+    assert.equal(refresh.path, '/');
 
     // A reload keeps the session (the cookie buys a new access token), and the app is
     // still the only thing that holds it.
@@ -188,6 +191,11 @@ describe('patient portal and provider console', () => {
 
     await go(page, 'Corrections');
     await page.getByRole('heading', { name: 'Ask for a correction' }).waitFor();
+    await page.getByLabel('Record', { exact: true }).locator('option').nth(1).waitFor({ state: 'attached' });
+    await page.getByLabel('Record', { exact: true }).selectOption({ index: 1 });
+    await page.getByLabel(/What is wrong/).fill('This is not the dose I was prescribed.');
+    await page.getByRole('button', { name: 'Send request' }).click();
+    await page.getByText('You asked: This is not the dose I was prescribed.').waitFor();
     await check(page, '09-patient-corrections');
 
     await go(page, 'Download my data');
@@ -233,6 +241,22 @@ describe('patient portal and provider console', () => {
     // No reload, no navigation: the subscription brings it.
     await doctor.getByRole('row').filter({ hasText: reason }).waitFor({ timeout: 10_000 });
     assert.ok((await doctor.getByRole('row').filter({ hasText: reason }).innerText()).includes('Demopatient'));
+
+    // Reschedule it to the earliest free time, then cancel it; the doctor's day follows.
+    const booked = patient.getByRole('listitem').filter({ hasText: reason });
+    await booked.getByRole('button', { name: /^Reschedule/ }).click();
+    const newTime = booked.getByLabel('New time');
+    await newTime.locator('option').nth(1).waitFor({ state: 'attached' });
+    const movedTo = await newTime.locator('option').nth(1).innerText();
+    await newTime.selectOption({ index: 1 });
+    await booked.getByRole('button', { name: 'Move appointment' }).click();
+    await patient.getByRole('listitem').filter({ hasText: reason }).filter({ hasText: movedTo }).waitFor();
+    const moved = patient.getByRole('listitem').filter({ hasText: reason });
+    await moved.getByRole('button', { name: /^Cancel/ }).click();
+    await moved.getByLabel('Reason for cancelling').fill('Feeling better');
+    await moved.getByRole('button', { name: 'Cancel appointment' }).click();
+    await patient.getByRole('listitem').filter({ hasText: reason }).waitFor({ state: 'detached' });
+    await doctor.getByRole('row').filter({ hasText: reason }).waitFor({ state: 'detached', timeout: 10_000 });
   });
 
   test('the doctor replies to a message and the patient sees it without reloading', async () => {
@@ -251,6 +275,19 @@ describe('patient portal and provider console', () => {
     await doctor.getByRole('list', { name: 'Messages in this conversation' }).getByText(reply).waitFor();
 
     await patient.getByRole('list', { name: 'Messages in this conversation' }).getByText(reply).waitFor({ timeout: 10_000 });
+
+    // A message arriving while the patient is elsewhere lights the unread badge, live; reading
+    // the thread puts it out.
+    await go(patient, 'Home');
+    await patient.getByRole('heading', { name: `Welcome, ${PATIENT}` }).waitFor();
+    assert.equal(await patient.getByTestId('unread-badge').count(), 0);
+    await doctor.getByLabel('Your reply').fill(`One more thing (${Date.now()}).`);
+    await doctor.getByRole('button', { name: 'Send reply' }).click();
+    await patient.getByTestId('unread-badge').filter({ hasText: '1' }).waitFor({ timeout: 10_000 });
+    await go(patient, 'Messages');
+    await patient.getByRole('list', { name: 'Conversations' }).getByRole('link').first().click();
+    await patient.getByRole('list', { name: 'Messages in this conversation' }).getByText('One more thing').waitFor();
+    await patient.getByTestId('unread-badge').waitFor({ state: 'detached', timeout: 10_000 });
   });
 
   test("the patient withdraws the doctor's MEDICATIONS consent: the chart says consent required, demographics stay", async () => {
@@ -285,6 +322,14 @@ describe('patient portal and provider console', () => {
     await check(doctor, '16-doctor-chart-consent-required');
     await doctor.getByRole('tab', { name: 'Allergies' }).click();
     assert.equal(await doctor.getByRole('heading', { name: 'Consent required' }).count(), 0);
+
+    // Granted again, the category is back.
+    await patient.getByRole('checkbox', { name: 'Medications', exact: true }).check();
+    await patient.getByRole('button', { name: 'Grant consent' }).click();
+    await patient.getByRole('button', { name: 'Withdraw MEDICATIONS from Dr. Demo Doctor' }).waitFor();
+    await doctor.reload();
+    await doctor.getByRole('tab', { name: 'Medications' }).click();
+    await doctor.getByRole('table', { name: 'Medications' }).waitFor();
   });
 
   test('the patient pays a statement once, even when the button is double-clicked', async () => {
@@ -328,16 +373,44 @@ describe('patient portal and provider console', () => {
     await check(patient, '19-patient-access-history-break-glass');
   });
 
-  test('sign-out clears the PHI: nothing of it is left on the page or in history', async () => {
+  test('two tabs share one session: reloaded at once they refresh one at a time, and sign out together', async () => {
     const page = pages.patient;
+    const other = await page.context().newPage();
+    await other.goto('/portal/');
+    await other.getByRole('navigation', { name: 'Main' }).waitFor();
+    // Both resume from the cookie at the same moment. Without the cross-tab lock one would
+    // present the cookie the other just rotated out, which revokes the session.
+    await Promise.all([page.reload(), other.reload()]);
+    await page.getByRole('navigation', { name: 'Main' }).waitFor();
+    await other.getByRole('navigation', { name: 'Main' }).waitFor();
+    await other.reload();
+    await other.getByRole('navigation', { name: 'Main' }).waitFor();
+    await other.getByRole('button', { name: 'Sign out' }).click();
+    await other.getByRole('button', { name: 'Sign in' }).waitFor();
+    await page.getByRole('button', { name: 'Sign in' }).waitFor();
+    await other.close();
+  });
+
+  test('sign-out clears the PHI: nothing of it is left on the page, in the title or in history', async () => {
+    const page = pages.patient;
+    await signIn(page, 'patient@caregraph.dev');
+    await page.getByRole('heading', { name: `Welcome, ${PATIENT}` }).waitFor();
+    assert.ok(!(await page.title()).includes('Demopatient'), 'no name in the tab title');
+    const cookie = (await page.context().cookies()).find((c) => c.name === '__Host-cg_refresh');
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('button', { name: 'Sign in' }).waitFor();
     assert.ok(!(await page.locator('body').innerText()).includes('Demopatient'));
     await page.goBack();
     await page.getByRole('button', { name: 'Sign in' }).waitFor();
     assert.ok(!(await page.locator('body').innerText()).includes('Demopatient'));
-    assert.equal((await page.context().cookies()).filter((c) => c.name === 'cg_refresh').length, 0);
-    // The refresh cookie's session is over on the server too: a new page is signed out.
+    assert.equal((await page.context().cookies()).filter((c) => c.name === '__Host-cg_refresh').length, 0);
+    assert.ok(!(await page.title()).includes('Demopatient'));
+    // The session is over on the server too: the cookie it had, replayed, buys nothing.
+    const replay = await fetch(`${base}/auth/refresh`, {
+      method: 'POST',
+      headers: { 'x-caregraph-refresh': '1', cookie: `${cookie.name}=${cookie.value}` },
+    });
+    assert.equal(replay.status, 401);
     await page.reload();
     await page.getByRole('button', { name: 'Sign in' }).waitFor();
     await page.context().close();
@@ -398,6 +471,7 @@ describe('patient portal and provider console', () => {
   test('inactivity: a warning, "Stay signed in" keeps the session, then sign-out at the timeout', { skip: !idleBase && 'IDLE_PORTAL_URL not set' }, async () => {
     const page = await newPage('idle patient', idleBase);
     await signIn(page, 'patient@caregraph.dev');
+    const signedInAt = Date.now();
     await page.getByRole('heading', { name: `Welcome, ${PATIENT}` }).waitFor();
     const warning = page.getByRole('alertdialog', { name: 'Are you still there?' });
     // 13/15 of 30 s without input: the warning (answers to background requests do not count).
@@ -405,6 +479,11 @@ describe('patient portal and provider console', () => {
     await page.getByRole('button', { name: 'Stay signed in' }).click();
     await warning.waitFor({ state: 'hidden' });
     await page.getByRole('heading', { name: `Welcome, ${PATIENT}` }).waitFor();
+    // "Stay" kept the server's session too: past the deadline the sign-in set (30 s, no
+    // request since the home screen's), the next screen's data still comes.
+    await page.waitForTimeout(Math.max(0, signedInAt + 32_000 - Date.now()));
+    await go(page, 'Records');
+    await page.getByRole('table', { name: 'Lab results' }).waitFor();
 
     // Then nothing at all: the warning again, then signed out, with the reason, and no PHI left.
     await warning.waitFor({ timeout: 35_000 });

@@ -84,7 +84,7 @@ export function Home({ patientId }: { patientId: string }) {
   const balance = open.reduce((sum, s) => sum + s.balanceCents, 0);
 
   return (
-    <Screen title={`Welcome, ${p.givenName} ${p.familyName}`}>
+    <Screen title={`Welcome, ${p.givenName} ${p.familyName}`} docTitle="Home">
       <ProblemNote problem={otherProblems(error, PARTS)} />
       <div className="cards">
         <section aria-labelledby="h-appts" className="card">

@@ -6,7 +6,7 @@ import { useMutation, useQuery, useSubscription } from 'urql';
 import { problem } from '../errors';
 import { graphql } from '../gql';
 import type { Viewer } from '../App';
-import { Link, Loading, ProblemNote, Screen, navigate, newKey, when } from '../ui';
+import { Link, Loading, ProblemNote, Screen, navigate, newKey, useLiveRefetch, when } from '../ui';
 
 const Inbox = graphql(`
   query Inbox {
@@ -101,10 +101,8 @@ export function Messages({ me, threadId }: { me: Viewer; threadId?: string }) {
 
 function InboxView({ me }: { me: Viewer }) {
   const [{ data, error, fetching }, refetch] = useQuery({ query: Inbox });
-  useSubscription({ query: MessageArrived, variables: {} }, (_prev: unknown, event) => {
-    refetch({ requestPolicy: 'network-only' });
-    return event;
-  });
+  const [live] = useSubscription({ query: MessageArrived, variables: {} });
+  useLiveRefetch(live.data, refetch);
   return (
     <Screen title="Messages">
       <ProblemNote problem={problem(error)} />
@@ -162,10 +160,8 @@ function NewThread({ patientId }: { patientId: string }) {
 
 function ThreadView({ me, threadId }: { me: Viewer; threadId: string }) {
   const [{ data, error, fetching }, refetch] = useQuery({ query: Thread, variables: { id: threadId } });
-  useSubscription({ query: MessageArrived, variables: { threadId } }, (_prev: unknown, event) => {
-    refetch({ requestPolicy: 'network-only' });
-    return event;
-  });
+  const [live] = useSubscription({ query: MessageArrived, variables: { threadId } });
+  useLiveRefetch(live.data, refetch);
   const [, markRead] = useMutation(MarkRead);
   const [body, setBody] = useState('');
   const [key, setKey] = useState(newKey);
@@ -183,14 +179,14 @@ function ThreadView({ me, threadId }: { me: Viewer; threadId: string }) {
 
   if (!t) {
     return (
-      <Screen title="Conversation">
+      <Screen title="Conversation" docTitle="Conversation">
         {fetching ? <Loading what="the conversation" /> : <ProblemNote problem={problem(error)} />}
         <Link to="messages">Back to messages</Link>
       </Screen>
     );
   }
   return (
-    <Screen title={t.subject}>
+    <Screen title={t.subject} docTitle="Conversation">
       <p>
         <Link to="messages">Back to messages</Link>
       </p>

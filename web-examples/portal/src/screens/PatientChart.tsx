@@ -18,7 +18,7 @@ export function PatientChart({ patientId }: { patientId: string }) {
     );
   }
   return (
-    <Screen title={`Chart: ${p.givenName} ${p.familyName}`}>
+    <Screen title={`Chart: ${p.givenName} ${p.familyName}`} docTitle="Patient chart">
       <Demographics p={p} />
       <ChartTabs data={data} error={error} fetching={fetching} viewer="provider" />
     </Screen>

@@ -4,7 +4,7 @@ import { useMemo, useState } from 'react';
 import { useQuery, useSubscription } from 'urql';
 import { problem } from '../errors';
 import { graphql } from '../gql';
-import { Link, Loading, ProblemNote, Screen, localDate } from '../ui';
+import { Link, Loading, ProblemNote, Screen, localDate, useLiveRefetch } from '../ui';
 
 const ScheduleQuery = graphql(`
   query Schedule($from: DateTime!, $to: DateTime!) {
@@ -52,10 +52,8 @@ export function Schedule() {
   const [{ data, error, fetching, operation }, refetch] = useQuery({ query: ScheduleQuery, variables: range });
   // The day whose appointments are on screen (the answer for the day chosen has arrived).
   const shownDay = data && operation?.variables.from === range.from ? date : undefined;
-  const [live] = useSubscription({ query: ScheduleChanged }, (_prev: unknown, event) => {
-    refetch({ requestPolicy: 'network-only' });
-    return event;
-  });
+  const [live] = useSubscription({ query: ScheduleChanged });
+  useLiveRefetch(live.data, refetch);
   const items = data?.me.provider?.schedule ?? [];
   const shift = (days: number) => {
     const d = new Date(`${date}T12:00:00`);

@@ -4,7 +4,7 @@ import { problem, type Problem } from '../errors';
 import type { EndReason } from '../session';
 import { session } from '../session';
 import { graphql } from '../gql';
-import { ProblemNote } from '../ui';
+import { ProblemNote, useTitle } from '../ui';
 
 const Login = graphql(`
   mutation Login($email: String!, $password: String!) {
@@ -33,6 +33,7 @@ const ENDED: Record<string, string> = {
   idle: 'You were signed out because there was no activity for a while. Sign in again to continue.',
   expired: 'Your session has ended. Sign in again to continue.',
   'signed-out': 'You have signed out.',
+  switched: 'Another account signed in in this browser, so this tab was signed out. Sign in again to continue.',
 };
 
 type Tokens = { accessToken: string | null; expiresAt: string | null; idleTimeoutSeconds: number | null };
@@ -50,6 +51,7 @@ export function SignIn({ endReason }: { endReason: EndReason }) {
   const [verifying, doVerify] = useMutation(VerifyMfa);
   // A refused code spends the MFA token: back to the password step, saying why.
   const [refusedCode, setRefusedCode] = useState<Problem | null>(null);
+  useTitle('Sign in');
 
   return (
     <main className="signin">

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{TimeZone, Utc};
 
 use super::HttpState;
-use super::graphql::{error_response, meta};
+use super::graphql::{error_response, internal_error, meta};
 use crate::auth::{cookie, service};
 use crate::error::AppError;
 
@@ -160,17 +160,9 @@ fn signed_out(message: &str) -> Response {
 /// Any other failure, by its code: throttling is 429; the server's own trouble is 503
 /// (the stores), never the cause.
 fn refused(e: &AppError) -> Response {
-    let status = match e.code() {
-        "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
-        "INTERNAL" => {
-            tracing::error!(error = ?e, "refresh path failed");
-            return error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "INTERNAL",
-                "internal error",
-                false,
-            );
-        }
+    let status = match e {
+        AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        AppError::Internal(_) => return internal_error(e, "refresh path failed", false),
         _ => StatusCode::BAD_REQUEST,
     };
     error_response(status, e.code(), &e.to_string(), false)

@@ -118,6 +118,22 @@ pub(super) fn error_response(
     json_response(status, body.to_string().into_bytes(), graphql_json)
 }
 
+/// The server's own trouble (a store that failed): logged with its cause, answered as 503
+/// INTERNAL, never with the cause.
+pub(super) fn internal_error(
+    cause: &dyn std::fmt::Debug,
+    what: &str,
+    graphql_json: bool,
+) -> Response {
+    tracing::error!(error = ?cause, "{what}");
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "INTERNAL",
+        "internal error",
+        graphql_json,
+    )
+}
+
 /// The viewer a valid bearer token names (`None` without one, or with an invalid one: the
 /// schema then refuses protected fields as UNAUTHENTICATED).
 async fn signed_in(
@@ -131,15 +147,7 @@ async fn signed_in(
     };
     resolve_viewer(&s.app, token, meta.clone())
         .await
-        .map_err(|e| {
-            tracing::error!(error = ?e, "session lookup failed");
-            error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "INTERNAL",
-                "internal error",
-                graphql_json,
-            )
-        })
+        .map_err(|e| internal_error(&e, "session lookup failed", graphql_json))
 }
 
 async fn run(
@@ -232,13 +240,7 @@ pub async fn post_handler(
 fn request_refused(e: &AppError, graphql_json: bool) -> Response {
     if let AppError::Internal(cause) = e {
         // The document store failed: the server's trouble, not the request's.
-        tracing::error!(error = ?cause, "persisted document lookup failed");
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "INTERNAL",
-            "internal error",
-            graphql_json,
-        );
+        return internal_error(cause, "persisted document lookup failed", graphql_json);
     }
     let status = if graphql_json {
         StatusCode::BAD_REQUEST

@@ -19,10 +19,13 @@ pub struct RedisStore {
 }
 
 /// Register a document (KEYS[1] the set of hashes, KEYS[2] the document's key, ARGV[1] its
-/// hash, ARGV[2] its text, ARGV[3] the most documents) unless the set is full.
+/// hash, ARGV[2] its text, ARGV[3] the most documents) unless the set is full. A hash the
+/// set already counts is written again even when it is full: its text may have been evicted
+/// (`maxmemory`) while the set kept it.
 const REGISTER_LUA: &str = r#"
 if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
-if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0
+  and redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2])
 return 1

@@ -54,7 +54,7 @@ export type Viewer = MeQuery['me'];
 function useSession() {
   return useSyncExternalStore(
     (l) => session.subscribe(l),
-    () => `${session.signedIn}:${session.endReason}:${session.idleWarning}`,
+    () => `${session.signedIn}:${session.signingOut}:${session.endReason}:${session.idleWarning}`,
   );
 }
 
@@ -75,6 +75,13 @@ export function App() {
   }, []);
 
   if (resuming && !signedIn) return <Loading what="your session" />;
+  if (!signedIn && session.signingOut) {
+    return (
+      <p className="muted" role="status">
+        Signing out…
+      </p>
+    );
+  }
   return (
     <UrqlProvider value={portal.client}>
       {/* Behind the idle warning the page is inert: no focus or click reaches it. */}

@@ -117,7 +117,9 @@ export function makeClient(_signedIn: boolean): Portal {
   return {
     client,
     dispose: () => {
-      void ws?.dispose();
+      // Disposed while a reconnect waits, graphql-ws rejects with a plain close record
+      // ({ code: 1000, reason: 'All Subscriptions Gone' }): there is no socket left to close.
+      if (ws) Promise.resolve(ws.dispose()).catch(() => {});
       ws = null;
       connectedBefore = false;
     },

@@ -1,10 +1,11 @@
 // The browser session, outside React: the access token lives in this module's memory only
 // (never localStorage or sessionStorage); the refresh token is an HttpOnly cookie that
-// only Caregraph's /auth/refresh and /auth/logout read. Those two run one at a time across
+// only Caregraph's /auth/refresh and /auth/logout read. Refreshes run one at a time across
 // every tab (Web Locks): a rotated-out refresh token presented twice revokes the whole
-// session, and a sign-out must carry the newest cookie. Idleness is the user's, across
-// tabs: pointer, keyboard, wheel and touch input count; background refreshes and sockets
-// do not.
+// session. A sign-out goes at once (the server ends the session for any of its cookies),
+// and again after a refresh it raced, whose answer set a new cookie. Idleness is the
+// user's, across tabs: pointer, keyboard, wheel and touch input count; background
+// refreshes and sockets do not.
 
 type Listener = () => void;
 
@@ -32,6 +33,25 @@ function subjectOf(token: string): string {
   }
 }
 
+/** Some tab holds the lock or waits for it (a refresh or a sign-out is under way). */
+async function lockBusy(): Promise<boolean> {
+  if (!navigator.locks) return false;
+  const { held = [], pending = [] } = await navigator.locks.query();
+  return [...held, ...pending].some((l) => l.name === LOCK);
+}
+
+/** Ask the server to end the session and clear the cookie. `keepalive`: the request
+ * outlives the page, so a sign-out followed at once by closing the tab still lands. */
+async function logout(): Promise<void> {
+  const res = await fetch('/auth/logout', {
+    method: 'POST',
+    credentials: 'same-origin',
+    keepalive: true,
+    headers: { 'X-Caregraph-Refresh': '1' },
+  });
+  await res.text();
+}
+
 /** Run `f` holding the cross-tab lock (or plainly, where Web Locks are missing). */
 async function locked<T>(f: () => Promise<T>): Promise<T> {
   if (!navigator.locks) return f();
@@ -54,6 +74,8 @@ class Session {
   private lastShared = 0;
   private lastServerContact = Date.now();
   private keepAlive: (() => Promise<unknown>) | null = null;
+  /** Sign-out requests under way. */
+  private outgoing = 0;
   private channel: BroadcastChannel | null =
     typeof BroadcastChannel === 'undefined' ? null : new BroadcastChannel(CHANNEL);
   endReason: EndReason = null;
@@ -205,21 +227,32 @@ class Session {
     return true;
   }
 
-  /** Sign out: the server ends the session and clears the cookie; every tab follows. */
+  /** A sign-out's request is still on its way: the sign-in screen waits for it, so that a
+   * reload or Back straight after cannot resume the session from the cookie. */
+  get signingOut(): boolean {
+    return this.outgoing > 0;
+  }
+
+  /** Sign out: the PHI goes at once; the server ends the session and clears the cookie;
+   * every tab follows. */
   async signOut(reason: EndReason = 'signed-out') {
     this.end(reason, true);
+    this.outgoing += 1;
+    this.emit();
     try {
-      // After any refresh in flight (in any tab), so the cookie sent is the newest.
-      await locked(async () => {
-        const res = await fetch('/auth/logout', {
-          method: 'POST',
-          credentials: 'same-origin',
-          headers: { 'X-Caregraph-Refresh': '1' },
-        });
-        await res.text();
-      });
+      // Sent at once, not after the lock: a page closed meanwhile would never send it. The
+      // server ends the session for any of its cookies, one a racing refresh has just
+      // rotated out included.
+      const busy = lockBusy();
+      await logout();
+      // That refresh (in any tab) may still set its rotated cookie, dead now: once it is
+      // done, clear that one too.
+      if (await busy) await locked(logout);
     } catch {
       // The session still ends on the server at its idle timeout.
+    } finally {
+      this.outgoing -= 1;
+      this.emit();
     }
   }
 

@@ -44,11 +44,26 @@ describe('patient portal and provider console', () => {
 
   async function newPage(who, url = base) {
     const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, baseURL: url });
+    // A value thrown or rejected that is not an Error reaches 'pageerror' as its bare type
+    // ("Object"); the page says what it was.
+    await context.addInitScript(() => {
+      const tell = (kind, v) => {
+        let text;
+        try {
+          text = JSON.stringify(v, v && typeof v === 'object' ? Object.getOwnPropertyNames(v) : undefined);
+        } catch {
+          text = String(v);
+        }
+        console.error(`caregraph-test ${kind}: ${v?.constructor?.name ?? typeof v} ${text}`);
+      };
+      addEventListener('unhandledrejection', (e) => tell('unhandled rejection', e.reason));
+      addEventListener('error', (e) => tell('uncaught', e.error));
+    });
     const page = await context.newPage();
     page.setDefaultTimeout(15_000);
-    page.on('pageerror', (e) => problems.push(`${who}: ${e.message}`));
+    page.on('pageerror', (e) => problems.push(`${who}: ${e.message} ${e.stack ?? ''}`.trim()));
     page.on('console', (m) => {
-      if (/Content Security Policy|Refused to/.test(m.text())) problems.push(`${who}: ${m.text()}`);
+      if (/Content Security Policy|Refused to|^caregraph-test /.test(m.text())) problems.push(`${who}: ${m.text()}`);
     });
     return page;
   }

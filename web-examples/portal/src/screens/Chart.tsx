@@ -23,14 +23,7 @@ const ChartQueryDoc = graphql(`
       labResults(first: 20) {
         edges {
           node {
-            id
-            code
-            display
-            value
-            unit
-            referenceRange
-            abnormal
-            observedAt
+            ...LabResultFields
           }
         }
       }

@@ -45,14 +45,7 @@ const HomeQuery = graphql(`
       labResults(first: 5) {
         edges {
           node {
-            id
-            code
-            display
-            value
-            unit
-            referenceRange
-            abnormal
-            observedAt
+            ...LabResultFields
           }
         }
       }

@@ -261,6 +261,18 @@ pub fn codes(resp: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Run one command on the test Redis and read its integer answer: a test's look at (or hand
+/// on) what the servers keep there.
+pub async fn redis_int(args: &[&str]) -> i64 {
+    let client = redis::Client::open(test_redis_url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query_async(&mut c).await.unwrap()
+}
+
 /// What a test server owns outside its temporary directory.
 #[derive(Default)]
 pub struct Resources {

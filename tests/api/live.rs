@@ -90,15 +90,7 @@ async fn next_each(
 /// Drop every Redis pub/sub connection (the instance's among them); it resubscribes after
 /// a second, so what is published meanwhile reaches nobody.
 async fn drop_pubsub_connections() {
-    let client = redis::Client::open(test_redis_url()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    redis_int(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
 }
 
 /// The doctor's free slots over the next two weeks, as `token` sees them.

@@ -246,14 +246,11 @@ async fn an_evicted_document_is_registered_again_when_the_store_is_full() {
     let (_, r) = post(&app.url, Some(&t), "application/json", register.clone()).await;
     assert!(r["errors"].is_null(), "{r}");
     let key = format!("{}doc:{}", app.vars["REDIS_KEY_PREFIX"], hash(doc));
-    let client = redis::Client::open(test_redis_url()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let evicted: i64 = redis::cmd("DEL")
-        .arg(&key)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert_eq!(evicted, 1, "the document was stored under {key}");
+    assert_eq!(
+        redis_int(&["DEL", &key]).await,
+        1,
+        "the document was stored under {key}"
+    );
     // A second instance has not seen it, so it asks Redis.
     let other = spawn_instance(&app).await;
     let by_hash = json!({ "extensions": apq(&hash(doc)) });
@@ -261,12 +258,11 @@ async fn an_evicted_document_is_registered_again_when_the_store_is_full() {
     assert_eq!(code(&r), Some("PERSISTED_QUERY_NOT_FOUND"), "{r}");
     let (_, r) = post(&other.url, Some(&t), "application/json", register).await;
     assert!(r["errors"].is_null(), "{r}");
-    let back: i64 = redis::cmd("EXISTS")
-        .arg(&key)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert_eq!(back, 1, "not taken again: the full set still counted it");
+    assert_eq!(
+        redis_int(&["EXISTS", &key]).await,
+        1,
+        "not taken again: the full set still counted it"
+    );
     let third = spawn_instance(&app).await;
     let (_, r) = post(&third.url, Some(&t), "application/json", by_hash).await;
     assert_eq!(r["data"]["me"]["email"], PATIENT, "{r}");
